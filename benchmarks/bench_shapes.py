@@ -87,8 +87,10 @@ def main() -> None:
             base = timed(lambda d=sample: pil_baseline(d), 1)
             rate, base_rate = args.n / seconds, args.baseline_n / base
             rows.append((size, noise, args.n, seconds, rate, base_rate, rate / base_rate))
-            print(f"{size}×{size} noise={noise}: {args.n} images in {seconds:.2f} s = {rate:,.0f} img/s; "
-                  f"PIL loop {base_rate:,.0f} img/s; ratio {rate / base_rate:.1f}×")
+            print(
+                f"{size}×{size} noise={noise}: {args.n} images in {seconds:.2f} s = {rate:,.0f} img/s; "
+                f"PIL loop {base_rate:,.0f} img/s; ratio {rate / base_rate:.1f}×"
+            )
 
     table = [
         f"Machine: {machine()}. Date: {time.strftime('%Y-%m-%d')}. Median of {args.repeats} runs; "
@@ -99,7 +101,8 @@ def main() -> None:
     ]
     for size, noise, n, seconds, rate, base_rate, ratio in rows:
         table.append(
-            f"| {size}×{size} | {noise} | {n:,} | {seconds:.2f} | {rate:,.0f} | {base_rate:,.0f} | {ratio:.1f}× |"
+            f"| {size}×{size} | {noise} | {n:,} | {seconds:.2f} | {rate:,.0f} | {base_rate:,.0f} "
+            f"| {ratio:.1f}× |"
         )
     goal = next(r for r in rows if r[0] == 32 and r[1] == 0.0)
     table.append("")
@@ -108,7 +111,11 @@ def main() -> None:
         f"{'met' if goal[3] * 50_000 / goal[2] < 5 else 'NOT met'} ({goal[3] * 50_000 / goal[2]:.2f} s)."
     )
     section = "\n".join([START, "## Shapes generation (`bench_shapes.py`)", "", *table, END])
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\nEach section is rewritten by its script.\n"
+    text = (
+        RESULTS.read_text()
+        if RESULTS.exists()
+        else "# Benchmark results\n\nEach section is rewritten by its script.\n"
+    )
     if START in text:
         head, rest = text.split(START, 1)
         text = head + section + rest.split(END, 1)[1]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 from skimage.transform import resize
+from sklearn.datasets import load_digits
 
 from auditkit import ConfigError, Digits
 
@@ -24,7 +24,12 @@ def test_upsampling_matches_skimage_bilinear(size: int) -> None:
     raw = load_digits()
     ds = Digits(size=size)
     # skimage's order-1 resize uses the same half-pixel centres; tolerance covers float32 vs float64.
-    ref = np.stack([resize(im / 16.0, (size, size), order=1, mode="edge", anti_aliasing=False) for im in raw.images[:200]])
+    ref = np.stack(
+        [
+            resize(im / 16.0, (size, size), order=1, mode="edge", anti_aliasing=False)
+            for im in raw.images[:200]
+        ]
+    )
     np.testing.assert_allclose(ds.images[:200, 0].numpy(), ref, rtol=0, atol=1e-6)
 
 
@@ -34,7 +39,9 @@ def test_rgb_and_invert() -> None:
     assert rgb.images.shape == (1797, 3, 16, 16)
     for c in range(3):
         np.testing.assert_allclose(rgb.images[:, c].numpy(), 1.0 - gray.images[:, 0].numpy(), atol=1e-7)
-    assert gray.shares("digit") == pytest.approx({str(d): float((load_digits().target == d).mean()) for d in range(10)})
+    assert gray.shares("digit") == pytest.approx(
+        {str(d): float((load_digits().target == d).mean()) for d in range(10)}
+    )
 
 
 @pytest.mark.parametrize(("kwargs", "needle"), [({"size": 4}, "at least 8"), ({"channels": 2}, "1 or 3")])

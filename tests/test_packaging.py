@@ -17,7 +17,18 @@ ROOT = Path(__file__).resolve().parent.parent
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(out), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
         check=True,
         capture_output=True,
     )
@@ -46,9 +57,13 @@ def test_installed_package_finds_resources_without_the_source_tree(wheel: Path, 
         "print(r.resource_dir('dashboards')); print(r.resource_dir('reports')); print(r.__file__)"
     )
     env = {**os.environ, "PYTHONPATH": str(target)}
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True
+    )
     dashboards, reports, module = done.stdout.split()
-    assert Path(module).is_relative_to(target), "the test must exercise the installed copy, not the source tree"
+    assert Path(module).is_relative_to(target), (
+        "the test must exercise the installed copy, not the source tree"
+    )
     assert Path(dashboards) == target / "auditkit" / "_bundled" / "dashboards"
     assert (Path(reports) / "README.md").is_file()
 

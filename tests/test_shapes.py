@@ -67,7 +67,9 @@ def test_geometry_is_the_ground_truth_centre() -> None:
     ds = Shapes(300, size=64, seed=2)
     for i in range(len(ds)):
         colour = ds.label_names("colour")[i]
-        mask = np.all(np.abs(ds.images[i].permute(1, 2, 0).numpy() - np.array(PALETTE[colour])) < 1e-6, axis=-1)
+        mask = np.all(
+            np.abs(ds.images[i].permute(1, 2, 0).numpy() - np.array(PALETTE[colour])) < 1e-6, axis=-1
+        )
         (region,) = regionprops(mask.astype(np.uint8))
         # Every shape is symmetric about its vertical axis, so the centroid's x is the centre's x.
         assert abs(region.centroid[1] + 0.5 - ds.geometry["cx"][i]) < 0.5

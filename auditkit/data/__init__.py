@@ -5,4 +5,13 @@ from auditkit.data.imageset import ImageSet, SkippedFile
 from auditkit.data.shapes import ATTRIBUTES as SHAPES_ATTRIBUTES
 from auditkit.data.shapes import SKEW_PRESETS, Shapes, ShapesSkew, parse_skew
 
-__all__ = ["SHAPES_ATTRIBUTES", "SKEW_PRESETS", "Digits", "ImageSet", "Shapes", "ShapesSkew", "SkippedFile", "parse_skew"]
+__all__ = [
+    "SHAPES_ATTRIBUTES",
+    "SKEW_PRESETS",
+    "Digits",
+    "ImageSet",
+    "Shapes",
+    "ShapesSkew",
+    "SkippedFile",
+    "parse_skew",
+]

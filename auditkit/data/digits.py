@@ -1,8 +1,8 @@
 """``Digits``: scikit-learn's shipped 8×8 handwritten digits, upsampled to a chosen size.
 
 The 1 797 images ship inside scikit-learn, so this real (not synthetic) data set works offline. Pixel
-values 0…16 are scaled to ``[0, 1]``; upsampling is bilinear with half-pixel centres (``align_corners=False``),
-the convention of ``skimage.transform.resize(order=1)`` and PIL, so the digits keep their shape.
+values 0…16 are scaled to ``[0, 1]``; upsampling is bilinear with half-pixel centres
+(``align_corners=False``), the convention of ``skimage.transform.resize(order=1)`` and PIL, so the digits keep their shape.
 """
 
 from __future__ import annotations
@@ -47,5 +47,9 @@ class Digits(ImageSet):
         labels = torch.from_numpy(raw.target).long().unsqueeze(1)
         info = {"source": "digits", "size": size, "channels": channels, "invert": invert}
         super().__init__(
-            images, labels, {"digit": [str(d) for d in range(10)]}, [f"digits-{i:04d}" for i in range(len(labels))], info
+            images,
+            labels,
+            {"digit": [str(d) for d in range(10)]},
+            [f"digits-{i:04d}" for i in range(len(labels))],
+            info,
         )

@@ -146,7 +146,11 @@ class ImageSet(Dataset):
 
 def _check_images(images: torch.Tensor) -> None:
     if not isinstance(images, torch.Tensor) or images.dtype != torch.float32 or images.ndim != 4:
-        got = f"{images.dtype}, shape {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images)
+        got = (
+            f"{images.dtype}, shape {tuple(images.shape)}"
+            if isinstance(images, torch.Tensor)
+            else type(images)
+        )
         raise DataError(f"images must be a float32 tensor of shape N×C×H×W in [0, 1]; got {got}.")
     if images.shape[1] not in (1, 3):
         raise DataError(f"images must have 1 or 3 channels (N×C×H×W); got C={images.shape[1]}.")

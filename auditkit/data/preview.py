@@ -46,7 +46,9 @@ def preview_figure(
     names = list(attributes) if attributes is not None else list(ds.attributes)[:4]
     for name in names:
         if name not in ds.attributes:
-            raise ConfigError(f"cannot caption unknown attribute {name!r}; this set has {list(ds.attributes)}.")
+            raise ConfigError(
+                f"cannot caption unknown attribute {name!r}; this set has {list(ds.attributes)}."
+            )
     columns = columns or math.ceil(math.sqrt(n))
     rows = math.ceil(n / columns)
     cell = 1.35

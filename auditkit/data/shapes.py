@@ -129,8 +129,9 @@ def parse_skew(spec: Mapping[str, Any] | str | Path | ShapesSkew | None) -> Shap
     Parameters
     ----------
     spec
-        ``None`` (no skew), a mapping as in the module docstring, a preset name (``SKEW_PRESETS``), a path
-        to a YAML/JSON file, or inline YAML/JSON text such as ``"{colour: {red: 0.6, green: 0.2, blue: 0.2}}"``.
+        ``None`` (no skew), a mapping as in the module docstring, a preset name (``SKEW_PRESETS``), a
+        path to a YAML/JSON file, or inline YAML/JSON text such as
+        ``"{colour: {red: 0.6, green: 0.2, blue: 0.2}}"``.
 
     Raises
     ------
@@ -285,10 +286,19 @@ class Shapes(ImageSet):
         for start in tqdm(range(0, n, _CHUNK), desc="Shapes", unit="chunk", disable=not progress):
             sl = slice(start, start + _CHUNK)
             render_shapes(
-                t["shape"][sl], t["colour"][sl], g["cx"][sl], g["cy"][sl], g["radius"][sl], size, noise,
-                generator, out=images[sl],
+                t["shape"][sl],
+                t["colour"][sl],
+                g["cx"][sl],
+                g["cy"][sl],
+                g["radius"][sl],
+                size,
+                noise,
+                generator,
+                out=images[sl],
             )
-        labels = torch.stack([t[a] for a in ATTRIBUTES], dim=1) if n else torch.empty((0, 4), dtype=torch.int64)
+        labels = (
+            torch.stack([t[a] for a in ATTRIBUTES], dim=1) if n else torch.empty((0, 4), dtype=torch.int64)
+        )
         info = {
             "source": "shapes",
             "n": n,
@@ -352,9 +362,13 @@ def _share_vector(attr: str, shares: Mapping[Any, Any], key: Any) -> np.ndarray:
         try:
             share = float(share)
         except (TypeError, ValueError):
-            raise ConfigError(f"skew entry {key!r}: share of {value!r} must be a number; got {share!r}.") from None
+            raise ConfigError(
+                f"skew entry {key!r}: share of {value!r} must be a number; got {share!r}."
+            ) from None
         if not math.isfinite(share) or share < 0:
-            raise ConfigError(f"skew entry {key!r}: share of {value!r} must be a finite number ≥ 0; got {share}.")
+            raise ConfigError(
+                f"skew entry {key!r}: share of {value!r} must be a finite number ≥ 0; got {share}."
+            )
         p[values.index(value)] = share
     total = p.sum()
     if abs(total - 1.0) > _SUM_TOLERANCE:
