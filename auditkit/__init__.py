@@ -1,24 +1,55 @@
 """auditkit: train and run image generators, and audit them.
 
 Images cross module boundaries as ``torch.float32`` in ``[0, 1]``, shape ``N×C×H×W``.
+
+The public names below are imported on first use (PEP 562), so ``import auditkit``, the CLI's ``--help`` and
+store-only tools do not pay for importing torch.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-from auditkit.data import Digits, ImageSet, Shapes
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
 from auditkit.errors import AuditKitError, ConfigError, DataError, StoreError, WeightsError
+
+if TYPE_CHECKING:
+    from auditkit.data import Digits, ImageFolder, ImageSet, Shapes
+    from auditkit.store import RunStore
 
 try:
     __version__ = version("auditkit")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
+_LAZY = {
+    "Digits": "auditkit.data",
+    "ImageFolder": "auditkit.data",
+    "ImageSet": "auditkit.data",
+    "Shapes": "auditkit.data",
+    "RunStore": "auditkit.store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'auditkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
 __all__ = [
     "AuditKitError",
     "ConfigError",
     "DataError",
     "Digits",
+    "ImageFolder",
     "ImageSet",
+    "RunStore",
     "Shapes",
     "StoreError",
     "WeightsError",

@@ -1,0 +1,362 @@
+"""The ``auditkit`` command.
+
+User errors (``AuditKitError``) print one line, ``error: …``, with no traceback, and exit with status 2,
+as do usage errors; an interrupt exits with 130.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from auditkit.errors import AuditKitError, ConfigError
+
+SOURCES_HELP = "'shapes', 'digits', or a folder of images"
+
+
+def _load_source(
+    source: str,
+    *,
+    n: int,
+    size: int | None,
+    seed: int,
+    skew: str | None,
+    noise: float,
+    attributes_file: str | None,
+    skip_bad: bool,
+):
+    """Build the data set a CLI user named (imports stay lazy so ``--help`` is instant)."""
+    if source == "shapes":
+        from auditkit.data.shapes import Shapes
+
+        return Shapes(n, size=size or 32, seed=seed, skew=skew, noise=noise, progress=n > 20_000)
+    if skew is not None or noise:
+        raise ConfigError(
+            "--skew and --noise only apply to the 'shapes' source; drop them for other sources."
+        )
+    if source == "digits":
+        from auditkit.data.digits import Digits
+
+        return Digits(size=size or 32)
+    path = Path(source)
+    if not path.exists():
+        raise ConfigError(f"unknown source {source!r}: give {SOURCES_HELP} (no such folder).")
+    from auditkit.data.folder import ImageFolder
+
+    return ImageFolder(path, attributes_file, size=size, skip_bad=skip_bad)
+
+
+def _source_options(func):
+    options = [
+        click.argument("source"),
+        click.option(
+            "--n",
+            "n",
+            type=click.IntRange(min=1),
+            default=2000,
+            show_default=True,
+            help="Images to generate (shapes only).",
+        ),
+        click.option(
+            "--size",
+            type=click.IntRange(min=8),
+            default=None,
+            help="Image side in pixels (default 32; folders: resize to this size).",
+        ),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed (shapes only)."),
+        click.option(
+            "--skew",
+            default=None,
+            help="Planted skew (shapes only): a preset ('demo', 'none'), a YAML/JSON file, or inline "
+            "YAML such as '{colour: {red: 0.6, green: 0.2, blue: 0.2}}'.",
+        ),
+        click.option(
+            "--noise",
+            type=click.FloatRange(0, 1),
+            default=0.0,
+            show_default=True,
+            help="Background noise standard deviation (shapes only).",
+        ),
+        click.option(
+            "--attributes-file",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="Attribute file for a folder: CelebA list_attr_celeba.txt or CSV filename,attr1,...",
+        ),
+        click.option(
+            "--skip-bad", is_flag=True, help="Skip unreadable or unlabelled files instead of failing."
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="auditkit")
+def cli() -> None:
+    """Train and run image generators, and audit them."""
+
+
+@cli.group()
+def data() -> None:
+    """Look at data sets: Shapes, Digits, image folders."""
+
+
+@data.command("preview")
+@_source_options
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default="preview.png",
+    show_default=True,
+    help="Output image (.png, .pdf or .svg).",
+)
+@click.option(
+    "--show",
+    "count",
+    type=click.IntRange(min=1, max=400),
+    default=36,
+    show_default=True,
+    help="How many images the grid shows.",
+)
+def data_preview(
+    source: str,
+    n: int,
+    size: int | None,
+    seed: int,
+    skew: str | None,
+    noise: float,
+    attributes_file: str | None,
+    skip_bad: bool,
+    out: str,
+    count: int,
+) -> None:
+    """Write a labelled sample grid of SOURCE (shapes, digits or a folder)."""
+    from auditkit.data.preview import save_preview
+
+    ds = _load_source(
+        source,
+        n=n,
+        size=size,
+        seed=seed,
+        skew=skew,
+        noise=noise,
+        attributes_file=attributes_file,
+        skip_bad=skip_bad,
+    )
+    path = save_preview(ds, out, n=count)
+    click.echo(f"wrote {path} ({min(count, len(ds))} of {len(ds)} images)")
+    for name in ds.attributes:
+        shares = ", ".join(f"{v} {s:.1%}" for v, s in ds.shares(name).items())
+        click.echo(f"  {name}: {shares}")
+    if ds.skipped:
+        click.echo(
+            f"skipped {len(ds.skipped)} bad file(s): " + ", ".join(s.path for s in ds.skipped[:10]), err=True
+        )
+
+
+@data.command("describe")
+@_source_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def data_describe(
+    source: str,
+    n: int,
+    size: int | None,
+    seed: int,
+    skew: str | None,
+    noise: float,
+    attributes_file: str | None,
+    skip_bad: bool,
+    as_json: bool,
+) -> None:
+    """Print the size, image shape and attribute shares of SOURCE."""
+    ds = _load_source(
+        source,
+        n=n,
+        size=size,
+        seed=seed,
+        skew=skew,
+        noise=noise,
+        attributes_file=attributes_file,
+        skip_bad=skip_bad,
+    )
+    summary = {
+        "n": len(ds),
+        "image_shape": list(ds.image_shape),
+        "shares": {name: ds.shares(name) for name in ds.attributes},
+        "skipped": [{"path": s.path, "reason": s.reason} for s in ds.skipped],
+        "info": ds.info,
+    }
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, default=str))
+        return
+    c, h, w = ds.image_shape
+    click.echo(f"{len(ds)} images, {c}×{h}×{w}")
+    for name, shares in summary["shares"].items():
+        click.echo(f"  {name}: " + ", ".join(f"{v} {s:.1%}" for v, s in shares.items()))
+    if ds.skipped:
+        click.echo(f"skipped {len(ds.skipped)} bad file(s)")
+
+
+_HOME_OPTION = click.option(
+    "--home",
+    type=click.Path(file_okay=False),
+    default=None,
+    envvar="AUDITKIT_HOME",
+    help="Run store folder (default: $AUDITKIT_HOME or ./auditkit-runs).",
+)
+
+
+@cli.group()
+def runs() -> None:
+    """List and inspect runs in the store."""
+
+
+@runs.command("list")
+@_HOME_OPTION
+@click.option("--kind", default=None, help="Only runs of this kind (e.g. data, train, demo).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def runs_list(home: str | None, kind: str | None, as_json: bool) -> None:
+    """List runs, newest first."""
+    from auditkit.store import RunStore
+
+    store = RunStore(home)
+    found = store.list_runs(kind=kind)
+    if as_json:
+        rows = [
+            {
+                "id": r.id,
+                "kind": r.kind,
+                "name": r.name,
+                "status": r.status,
+                "created_at": r.created_at,
+                "path": str(r.path),
+            }
+            for r in found
+        ]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not found:
+        click.echo(f"no runs in {store.home}")
+        return
+    click.echo(f"{'ID':<32} {'KIND':<8} {'STATUS':<11} {'CREATED':<20} NAME")
+    for r in found:
+        click.echo(f"{r.id:<32} {r.kind:<8} {r.status:<11} {r.created_at[:19]:<20} {r.name or ''}")
+
+
+@runs.command("show")
+@click.argument("run_id")
+@_HOME_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def runs_show(run_id: str, home: str | None, as_json: bool) -> None:
+    """Show one run: config, latest metrics and artifacts."""
+    from auditkit.store import RunStore
+
+    store = RunStore(home)
+    run = store.get_run(run_id)
+    latest: dict[str, float | None] = {}
+    for m in store.metrics(run.id):
+        latest[m.name] = m.value
+    artifacts = [{"path": a.relpath, "sha256": a.sha256, "size": a.size} for a in store.artifacts(run.id)]
+    payload = {
+        "id": run.id,
+        "kind": run.kind,
+        "name": run.name,
+        "status": run.status,
+        "created_at": run.created_at,
+        "updated_at": run.updated_at,
+        "path": str(run.path),
+        "config": run.config,
+        "metrics": latest,
+        "artifacts": artifacts,
+    }
+    if as_json:
+        click.echo(json.dumps(payload, indent=2, default=str))
+        return
+    for key in ("id", "kind", "name", "status", "created_at", "path"):
+        click.echo(f"{key:<11} {payload[key]}")
+    click.echo("metrics:")
+    for name, value in latest.items():
+        click.echo(f"  {name:<28} {value}")
+    click.echo("artifacts:")
+    for a in artifacts:
+        click.echo(f"  {a['path']:<28} {a['size']:>10} B  sha256 {a['sha256'][:16]}…")
+
+
+@cli.group()
+def store() -> None:
+    """Maintain the run store."""
+
+
+@store.command("check")
+@_HOME_OPTION
+@click.option("--repair", is_flag=True, help="Remove stray temporary files left by interrupted writes.")
+def store_check(home: str | None, repair: bool) -> None:
+    """Check the index, hashes and folders of the store; exit 1 if anything is wrong."""
+    from auditkit.store import RunStore
+
+    st = RunStore(home)
+    problems = st.check(repair=repair)
+    if not problems:
+        click.echo(f"{st.home}: ok")
+        return
+    for p in problems:
+        click.echo(p)
+    sys.exit(1)
+
+
+@cli.command()
+@_HOME_OPTION
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default="demo-out",
+    show_default=True,
+    help="Folder for the demo's files.",
+)
+@click.option(
+    "--n",
+    "n",
+    type=click.IntRange(min=100),
+    default=5000,
+    show_default=True,
+    help="Shapes images to generate.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+def demo(home: str | None, out: str, n: int, seed: int) -> None:
+    """Run the demo: a skewed Shapes data set, its labelled preview, and a store entry."""
+    from auditkit.demo import run_demo
+
+    result = run_demo(home=home, out=out, n=n, seed=seed, echo=click.echo)
+    click.echo(f"\npreview : {result.preview}\nrun     : {result.run_id}\nstore   : {result.home}")
+    click.echo(f"next    : auditkit runs show {result.run_id} --home {result.home}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point: run the CLI, turning user errors into one line and exit status 2."""
+    try:
+        rv = cli.main(
+            args=list(argv) if argv is not None else None, prog_name="auditkit", standalone_mode=False
+        )
+    except AuditKitError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()
