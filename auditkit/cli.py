@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -47,7 +48,10 @@ def _load_source(
         raise ConfigError(f"unknown source {source!r}: give {SOURCES_HELP} (no such folder).")
     from auditkit.data.folder import ImageFolder
 
-    return ImageFolder(path, attributes_file, size=size, skip_bad=skip_bad)
+    with warnings.catch_warnings():
+        # The commands print their own summary of skipped files; Python's warning line would repeat it.
+        warnings.simplefilter("ignore", UserWarning)
+        return ImageFolder(path, attributes_file, size=size, skip_bad=skip_bad)
 
 
 def _source_options(func):
@@ -200,7 +204,9 @@ def data_describe(
     for name, shares in summary["shares"].items():
         click.echo(f"  {name}: " + ", ".join(f"{v} {s:.1%}" for v, s in shares.items()))
     if ds.skipped:
-        click.echo(f"skipped {len(ds.skipped)} bad file(s)")
+        click.echo(f"skipped {len(ds.skipped)} bad file(s):", err=True)
+        for skipped in ds.skipped[:20]:
+            click.echo(f"  {skipped.path}: {skipped.reason}", err=True)
 
 
 _HOME_OPTION = click.option(

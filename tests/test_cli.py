@@ -166,3 +166,28 @@ def test_installed_entry_point_prints_no_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     version = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True)
     assert "0.1.0" in version.stdout
+
+
+def _folder(tmp_path: Path) -> Path:
+    root = tmp_path / "imgs"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    rows = ["filename,smiling"]
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(root / f"{i}.png")
+        rows.append(f"{i}.png,{'yes' if i % 3 == 0 else 'no'}")
+    (root / "5.png").write_bytes(b"")  # a zero-byte file among good ones
+    (tmp_path / "attrs.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_folder_source_fails_clearly_then_skips_bad_files(capsys, tmp_path: Path) -> None:
+    root = _folder(tmp_path)
+    attrs = str(tmp_path / "attrs.csv")
+    code, _, err = run(capsys, "data", "describe", str(root), "--attributes-file", attrs)
+    assert code == 2 and "5.png" in err and "skip" in err
+    code, out, err = run(capsys, "data", "describe", str(root), "--attributes-file", attrs, "--skip-bad", "--json")
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["n"] == 5 and [s["path"] for s in summary["skipped"]] == ["5.png"]
+    assert summary["shares"]["smiling"] == {"no": pytest.approx(3 / 5), "yes": pytest.approx(2 / 5)}

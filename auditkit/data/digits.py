@@ -2,7 +2,8 @@
 
 The 1 797 images ship inside scikit-learn, so this real (not synthetic) data set works offline. Pixel
 values 0…16 are scaled to ``[0, 1]``; upsampling is bilinear with half-pixel centres
-(``align_corners=False``), the convention of ``skimage.transform.resize(order=1)`` and PIL, so the digits keep their shape.
+(``align_corners=False``), the convention of ``skimage.transform.resize(order=1)`` and PIL, so the
+digits keep their shape.
 """
 
 from __future__ import annotations
