@@ -128,67 +128,22 @@ def data() -> None:
     show_default=True,
     help="How many images the grid shows.",
 )
-def data_preview(
-    source: str,
-    n: int,
-    size: int | None,
-    seed: int,
-    skew: str | None,
-    noise: float,
-    attributes_file: str | None,
-    skip_bad: bool,
-    out: str,
-    count: int,
-) -> None:
+def data_preview(out: str, count: int, **source) -> None:
     """Write a labelled sample grid of SOURCE (shapes, digits or a folder)."""
     from auditkit.data.preview import save_preview
 
-    ds = _load_source(
-        source,
-        n=n,
-        size=size,
-        seed=seed,
-        skew=skew,
-        noise=noise,
-        attributes_file=attributes_file,
-        skip_bad=skip_bad,
-    )
+    ds = _load_source(**source)
     path = save_preview(ds, out, n=count)
     click.echo(f"wrote {path} ({min(count, len(ds))} of {len(ds)} images)")
-    for name in ds.attributes:
-        shares = ", ".join(f"{v} {s:.1%}" for v, s in ds.shares(name).items())
-        click.echo(f"  {name}: {shares}")
-    if ds.skipped:
-        click.echo(
-            f"skipped {len(ds.skipped)} bad file(s): " + ", ".join(s.path for s in ds.skipped[:10]), err=True
-        )
+    _echo_summary(ds)
 
 
 @data.command("describe")
 @_source_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def data_describe(
-    source: str,
-    n: int,
-    size: int | None,
-    seed: int,
-    skew: str | None,
-    noise: float,
-    attributes_file: str | None,
-    skip_bad: bool,
-    as_json: bool,
-) -> None:
+def data_describe(as_json: bool, **source) -> None:
     """Print the size, image shape and attribute shares of SOURCE."""
-    ds = _load_source(
-        source,
-        n=n,
-        size=size,
-        seed=seed,
-        skew=skew,
-        noise=noise,
-        attributes_file=attributes_file,
-        skip_bad=skip_bad,
-    )
+    ds = _load_source(**source)
     summary = {
         "n": len(ds),
         "image_shape": list(ds.image_shape),
@@ -201,8 +156,13 @@ def data_describe(
         return
     c, h, w = ds.image_shape
     click.echo(f"{len(ds)} images, {c}×{h}×{w}")
-    for name, shares in summary["shares"].items():
-        click.echo(f"  {name}: " + ", ".join(f"{v} {s:.1%}" for v, s in shares.items()))
+    _echo_summary(ds)
+
+
+def _echo_summary(ds) -> None:
+    """Attribute shares on stdout; skipped files, with reasons, on stderr."""
+    for name in ds.attributes:
+        click.echo(f"  {name}: " + ", ".join(f"{v} {s:.1%}" for v, s in ds.shares(name).items()))
     if ds.skipped:
         click.echo(f"skipped {len(ds.skipped)} bad file(s):", err=True)
         for skipped in ds.skipped[:20]:
