@@ -1,0 +1,1 @@
+"""Quality metrics: pure functions over feature tensors (Fréchet distance, KID, IS, PRDC)."""
