@@ -186,7 +186,9 @@ def test_folder_source_fails_clearly_then_skips_bad_files(capsys, tmp_path: Path
     attrs = str(tmp_path / "attrs.csv")
     code, _, err = run(capsys, "data", "describe", str(root), "--attributes-file", attrs)
     assert code == 2 and "5.png" in err and "skip" in err
-    code, out, err = run(capsys, "data", "describe", str(root), "--attributes-file", attrs, "--skip-bad", "--json")
+    code, out, err = run(
+        capsys, "data", "describe", str(root), "--attributes-file", attrs, "--skip-bad", "--json"
+    )
     assert code == 0
     summary = json.loads(out)
     assert summary["n"] == 5 and [s["path"] for s in summary["skipped"]] == ["5.png"]
