@@ -9,19 +9,15 @@ would run; it is timed on fewer images and reported as a rate.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from _results import machine, write_section
 from PIL import Image, ImageDraw
 
 from auditkit.data.shapes import ATTRIBUTES, BACKGROUND, PALETTE, Shapes
-
-RESULTS = Path(__file__).with_name("RESULTS.md")
-START, END = "<!-- bench_shapes:start -->", "<!-- bench_shapes:end -->"
 
 
 def pil_baseline(ds: Shapes) -> torch.Tensor:
@@ -52,23 +48,6 @@ def timed(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import os
-
-    return (
-        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-        f"Python {platform.python_version()}"
-    )
 
 
 def main() -> None:
@@ -110,19 +89,8 @@ def main() -> None:
         f"Goal: 50 000 images of 32×32 in under 5 s on 2 cores: "
         f"{'met' if goal[3] * 50_000 / goal[2] < 5 else 'NOT met'} ({goal[3] * 50_000 / goal[2]:.2f} s)."
     )
-    section = "\n".join([START, "## Shapes generation (`bench_shapes.py`)", "", *table, END])
-    text = (
-        RESULTS.read_text()
-        if RESULTS.exists()
-        else "# Benchmark results\n\nEach section is rewritten by its script.\n"
-    )
-    if START in text:
-        head, rest = text.split(START, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    RESULTS.write_text(text)
-    print(f"wrote {RESULTS}")
+    path = write_section("bench_shapes", "\n".join(["## Shapes generation (`bench_shapes.py`)", "", *table]))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
