@@ -606,9 +606,9 @@ def _to_torch_fidelity_layout(
 def _build_torch_fidelity(state: Mapping[str, torch.Tensor], outputs: Sequence[str]) -> nn.Module:
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-    # torch-fidelity downloads when feature_extractor_weights_path is None and otherwise unpickles
-    # (unrestricted) whatever it is given: we give it an in-memory copy of the tensors we loaded and checked, so no URL is
-    # touched and its unrestricted torch.load only ever sees bytes auditkit itself wrote.
+    # torch-fidelity downloads when feature_extractor_weights_path is None, and otherwise unpickles
+    # whatever it is given without restriction. We give it an in-memory copy of the tensors we loaded and
+    # checked, so no URL is touched and its loader only ever sees bytes auditkit itself wrote.
     buffer = io.BytesIO()
     torch.save(dict(state), buffer)
     buffer.seek(0)
