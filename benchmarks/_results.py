@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -43,3 +46,15 @@ def write_section(name: str, body: str) -> Path:
         text = text.rstrip() + "\n\n" + section + "\n"
     RESULTS.write_text(text)
     return RESULTS
+
+
+def timed(fn: Callable[[], object], repeats: int, *, warmup: bool = False) -> float:
+    """Median wall time of ``repeats`` calls of ``fn`` (after one untimed call when ``warmup``)."""
+    if warmup:
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)

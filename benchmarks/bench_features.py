@@ -15,16 +15,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
-import statistics
 import tempfile
-import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torchvision
-from _results import machine, write_section
+from _results import machine, timed, write_section
 
 from auditkit.metrics.features import inception_extractor
 
@@ -48,16 +45,6 @@ def random_weights(path: Path) -> str:
             state[key] = 0.01 * torch.randn(value.shape, generator=g)
     torch.save(state, path)
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def timed(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up: oneDNN primitive creation, allocator
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -102,7 +89,7 @@ def main() -> None:
         ("auditkit exact (2048 + logits)", lambda: exact.extract_all(images, progress=False)),
         ("auditkit fast (bf16 autocast)", lambda: fast.extract_all(images, progress=False)),
     ]
-    seconds = {name: timed(fn, args.repeats) for name, fn in rows}
+    seconds = {name: timed(fn, args.repeats, warmup=True) for name, fn in rows}
     base = seconds[rows[0][0]]
     lines = [
         "## Inception features on the CPU (`bench_features.py`)",

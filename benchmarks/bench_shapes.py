@@ -9,12 +9,11 @@ would run; it is timed on fewer images and reported as a rate.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import numpy as np
 import torch
-from _results import machine, write_section
+from _results import machine, timed, write_section
 from PIL import Image, ImageDraw
 
 from auditkit.data.shapes import ATTRIBUTES, BACKGROUND, PALETTE, Shapes
@@ -39,15 +38,6 @@ def pil_baseline(ds: Shapes) -> torch.Tensor:
             draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fill)
         out[i] = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
     return out
-
-
-def timed(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:

@@ -134,3 +134,13 @@ def test_errors_name_the_input_and_the_fix(features) -> None:
         kernel_inception_distance(real * np.nan, fake, subset_size=10)
     with pytest.raises(DataError, match="fake features must be an N×D"):
         kernel_inception_distance(real, fake[0], subset_size=10)
+
+
+def test_subset_average_agrees_with_torch_fidelity_in_expectation(features) -> None:
+    # torch-fidelity draws its subsets with NumPy, so only the averages agree, within Monte-Carlo error.
+    real, fake = features
+    mean, std = kernel_inception_distance(real, fake, subsets=200, subset_size=50)
+    ref = kid_features_to_metric(
+        torch.as_tensor(real), torch.as_tensor(fake), kid_subsets=200, kid_subset_size=50, verbose=False
+    )
+    assert abs(mean - ref["kernel_inception_distance_mean"]) < 5 * std / np.sqrt(200)

@@ -28,6 +28,19 @@ def reference(real: np.ndarray, fake: np.ndarray, k: int) -> dict[str, float]:
         return {key: float(v) for key, v in compute_prdc(real, fake, k).items()}
 
 
+def _definitions(dist, real: np.ndarray, fake: np.ndarray, k: int) -> dict[str, float]:
+    """prdc's four definitions, written out, on whatever distance function ``dist`` computes."""
+    real_r = np.sort(dist(real, real), axis=1)[:, k]
+    fake_r = np.sort(dist(fake, fake), axis=1)[:, k]
+    d = dist(real, fake)
+    return {
+        "precision": float((d < real_r[:, None]).any(axis=0).mean()),
+        "recall": float((d < fake_r[None, :]).any(axis=1).mean()),
+        "density": (1.0 / float(k)) * float((d < real_r[:, None]).sum(axis=0).mean()),
+        "coverage": float((d.min(axis=1) < real_r).mean()),
+    }
+
+
 def brute_force(real: np.ndarray, fake: np.ndarray, k: int) -> dict[str, float]:
     """prdc's definitions on scipy's direct float64 squared distances, rounded as scikit-learn rounds them.
 
@@ -38,15 +51,7 @@ def brute_force(real: np.ndarray, fake: np.ndarray, k: int) -> dict[str, float]:
         dtype = np.float32 if a.dtype == b.dtype == np.float32 else np.float64
         return np.sqrt(cdist(a.astype(np.float64), b.astype(np.float64), "sqeuclidean").astype(dtype))
 
-    real_r = np.sort(dist(real, real), axis=1)[:, k]
-    fake_r = np.sort(dist(fake, fake), axis=1)[:, k]
-    d = dist(real, fake)
-    return {
-        "precision": float((d < real_r[:, None]).any(axis=0).mean()),
-        "recall": float((d < fake_r[None, :]).any(axis=1).mean()),
-        "density": (1.0 / float(k)) * float((d < real_r[:, None]).sum(axis=0).mean()),
-        "coverage": float((d.min(axis=1) < real_r).mean()),
-    }
+    return _definitions(dist, real, fake, k)
 
 
 def clustered(
@@ -152,15 +157,7 @@ def naive_float32(real: np.ndarray, fake: np.ndarray, k: int) -> dict[str, float
         sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
         return np.sqrt(np.maximum(sq, 0))
 
-    real_r = np.sort(dist(real, real), axis=1)[:, k]
-    fake_r = np.sort(dist(fake, fake), axis=1)[:, k]
-    d = dist(real, fake)
-    return {
-        "precision": float((d < real_r[:, None]).any(axis=0).mean()),
-        "recall": float((d < fake_r[None, :]).any(axis=1).mean()),
-        "density": (1.0 / k) * float((d < real_r[:, None]).sum(axis=0).mean()),
-        "coverage": float((d.min(axis=1) < real_r).mean()),
-    }
+    return _definitions(dist, real, fake, k)
 
 
 def test_exact_pass_repairs_what_float32_gets_wrong(monkeypatch) -> None:
