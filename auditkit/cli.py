@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,39 +18,11 @@ from auditkit.errors import AuditKitError, ConfigError
 SOURCES_HELP = "'shapes', 'digits', or a folder of images"
 
 
-def _load_source(
-    source: str,
-    *,
-    n: int,
-    size: int | None,
-    seed: int,
-    skew: str | None,
-    noise: float,
-    attributes_file: str | None,
-    skip_bad: bool,
-):
+def _load_source(**options):
     """Build the data set a CLI user named (imports stay lazy so ``--help`` is instant)."""
-    if source == "shapes":
-        from auditkit.data.shapes import Shapes
+    from auditkit.data.sources import load_source
 
-        return Shapes(n, size=size or 32, seed=seed, skew=skew, noise=noise, progress=n > 20_000)
-    if skew is not None or noise:
-        raise ConfigError(
-            "--skew and --noise only apply to the 'shapes' source; drop them for other sources."
-        )
-    if source == "digits":
-        from auditkit.data.digits import Digits
-
-        return Digits(size=size or 32)
-    path = Path(source)
-    if not path.exists():
-        raise ConfigError(f"unknown source {source!r}: give {SOURCES_HELP} (no such folder).")
-    from auditkit.data.folder import ImageFolder
-
-    with warnings.catch_warnings():
-        # The commands print their own summary of skipped files; Python's warning line would repeat it.
-        warnings.simplefilter("ignore", UserWarning)
-        return ImageFolder(path, attributes_file, size=size, skip_bad=skip_bad)
+    return load_source(**options)
 
 
 def _source_options(func):
@@ -301,6 +272,141 @@ def demo(home: str | None, out: str, n: int, seed: int) -> None:
     result = run_demo(home=home, out=out, n=n, seed=seed, echo=click.echo)
     click.echo(f"\npreview : {result.preview}\nrun     : {result.run_id}\nstore   : {result.home}")
     click.echo(f"next    : auditkit runs show {result.run_id} --home {result.home}")
+
+
+@cli.command()
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@_HOME_OPTION
+@click.option(
+    "--resume", "resume", default=None, metavar="RUN", help="Continue RUN from its last checkpoint."
+)
+@click.option("--family", default=None, help="Generator family (dcgan, vae, ddpm); overrides the config.")
+@click.option("--data", "source", default=None, help=f"Training data: {SOURCES_HELP}.")
+@click.option("--n", "n", type=click.IntRange(min=1), default=None, help="Shapes images to train on.")
+@click.option("--size", type=click.IntRange(min=8), default=None, help="Image side in pixels.")
+@click.option("--condition", default=None, help="Attribute to condition on ('none' for unconditional).")
+@click.option(
+    "--steps", type=click.IntRange(min=1), default=None, help="Training steps (extends on --resume)."
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--seed", type=int, default=None)
+@click.option("--device", default=None, help="auto, cpu, cuda, cuda:N.")
+@click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile the networks.")
+@click.option("--name", default=None, help="Run name in the store.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(config: str | None, home: str | None, resume: str | None, quiet: bool, **flags) -> None:
+    """Train a generator from CONFIG (a YAML file, see configs/) and/or flags; resume with --resume RUN.
+
+    Ctrl-C (or SIGTERM) finishes the current step, writes a checkpoint and stops; `auditkit train
+    --resume RUN` continues it. Multi-GPU: torchrun --nproc_per_node N -m auditkit train CONFIG.
+    """
+    from auditkit.store import RunStore
+    from auditkit.training import train as run_training
+
+    values = _config_values(config, resume, flags)
+    steps = flags["steps"]
+    result = run_training(
+        values, store=RunStore(home), resume=resume, steps=steps, progress=not quiet, echo=click.echo
+    )
+    if result.summary:
+        final = {k: v for k, v in result.summary.get("final", {}).items() if k != "step"}
+        click.echo("final   : " + ", ".join(f"{k} {v:.4g}" for k, v in final.items()))
+    click.echo(f"sample  : auditkit sample {result.run_id} --n 64 --out samples.png")
+
+
+def _config_values(config: str | None, resume: str | None, flags: dict) -> dict | None:
+    """The config file's values with the flags laid over them (``None`` to resume with the stored one)."""
+    import yaml
+
+    overrides = {k: v for k, v in flags.items() if v is not None and k != "steps"}
+    if config is None and resume is not None:
+        if overrides:
+            raise ConfigError(
+                f"on --resume only --steps may change; drop {sorted(overrides)} (or give the config)."
+            )
+        return None
+    values: dict = {}
+    if config is not None:
+        try:
+            values = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read training config {config}: {exc}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"training config {config} must be a mapping of keys to values.")
+    data = dict(values.get("data") or {})
+    for flag, key in (("source", "source"), ("n", "n"), ("size", "size"), ("condition", "condition")):
+        if flag in overrides:
+            value = overrides.pop(flag)
+            data[key] = None if key == "condition" and str(value).lower() in ("none", "null") else value
+    if data:
+        values["data"] = data
+    if "compile_" in overrides:
+        overrides["compile"] = overrides.pop("compile_")
+    values.update(overrides)
+    if flags.get("steps") is not None:
+        values["steps"] = flags["steps"]
+    if "family" not in values:
+        raise ConfigError("say what to train: give a config file (see configs/) or --family dcgan|vae|ddpm.")
+    return values
+
+
+@cli.command()
+@click.argument("run")
+@_HOME_OPTION
+@click.option("--n", "n", type=click.IntRange(min=1, max=10000), default=64, show_default=True)
+@click.option(
+    "--labels",
+    default=None,
+    help="Classes to draw, comma-separated names or indices (one for all, or one per row); default: "
+    "rows of each class for a conditional generator.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--columns", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default="samples.png", show_default=True)
+@click.option("--device", default=None, help="Where to run the generator (default CPU).")
+def sample(
+    run: str,
+    home: str | None,
+    n: int,
+    labels: str | None,
+    seed: int,
+    columns: int,
+    out: str,
+    device: str | None,
+) -> None:
+    """Write a grid of N images from RUN's trained generator (a run id or a generator.safetensors path)."""
+    import torch
+
+    from auditkit._atomic import atomic_write_bytes
+    from auditkit.generators import load_generator
+    from auditkit.store import RunStore
+    from auditkit.training.trainer import grid_png
+
+    target = Path(run)
+    path = target if target.exists() else RunStore(home).get_run(run).path
+    gen = load_generator(path, device=device)
+    chosen = None
+    if labels is not None:
+        items = [v.strip() for v in labels.split(",") if v.strip()]
+        names = [int(v) if v.isdigit() else v for v in items]
+        if len(names) == 1:
+            chosen = names[0]
+        elif n % len(names) == 0:
+            chosen = [name for name in names for _ in range(n // len(names))]
+        else:
+            raise ConfigError(
+                f"{len(names)} labels do not divide --n {n}; give one label, or a divisor of n."
+            )
+    elif gen.num_classes:
+        chosen = torch.arange(gen.num_classes).repeat_interleave(-(-n // gen.num_classes))[:n]
+        columns = -(-n // gen.num_classes) if n // gen.num_classes <= 16 else columns
+    images = gen.sample(n, labels=chosen, seed=seed, progress=n > 512)
+    suffix = Path(out).suffix.lower()
+    if suffix != ".png":
+        raise ConfigError(f"--out must be a .png file; got {out!r}.")
+    atomic_write_bytes(out, grid_png(images, columns))
+    click.echo(f"wrote {out} ({n} images from {gen.name}, seed {seed})")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -28,4 +28,8 @@ class StoreError(AuditKitError):
     """The run store is missing, damaged, locked or from a newer auditkit."""
 
 
-__all__ = ["AuditKitError", "ConfigError", "DataError", "StoreError", "WeightsError"]
+class GeneratorError(AuditKitError):
+    """A generator produced unusable output (NaN, infinities, wrong shape) or training diverged."""
+
+
+__all__ = ["AuditKitError", "ConfigError", "DataError", "GeneratorError", "StoreError", "WeightsError"]

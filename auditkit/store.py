@@ -538,6 +538,19 @@ class RunStore:
             ).fetchall()
         return [self._artifact_record(row) for row in rows]
 
+    def remove_artifact(self, owner_id: str, relpath: str) -> bool:
+        """Unindex and delete one file of a run or audit (e.g. an old checkpoint); ``False`` if unknown.
+
+        The index row goes first: a crash in between leaves an unindexed file, never a dangling row.
+        """
+        target, rel = self._prepare_target(owner_id, relpath, make_parents=False)
+        with self._transaction() as conn:
+            removed = conn.execute(
+                "DELETE FROM artifacts WHERE owner_id = ? AND relpath = ?", (owner_id, rel)
+            ).rowcount
+        target.unlink(missing_ok=True)
+        return bool(removed)
+
     # -- consistency ----------------------------------------------------------------------------------
 
     def check(self, repair: bool = False) -> list[str]:

@@ -1,0 +1,131 @@
+"""``dcgan``: a DCGAN-style generator and discriminator, optionally class-conditional.
+
+The generator maps ``z`` (plus a learned label embedding, concatenated) through a linear layer to a 4×4
+map, then doubles the resolution with transposed convolutions (BatchNorm, ReLU) up to the image size, and
+ends in ``tanh``: its output lies in ``[-1, 1]``, the data space the trainer uses. The discriminator mirrors
+it with strided convolutions and LeakyReLU, optionally spectrally normalised (Miyato et al. 2018), and
+conditions by projection (Miyato & Koyama 2018): ``D(x, y) = ψ(φ(x)) + <embed(y), φ(x)>``.
+
+Supported image sizes are powers of two from 16 to 128.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
+
+from auditkit.errors import ConfigError
+
+
+class DCGANConfig(BaseModel):
+    """Architecture and loss of the ``dcgan`` family (the ``model:`` section of a training config)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latent_dim: int = Field(64, ge=1, description="Size of z.")
+    width: int = Field(64, ge=4, description="Channels of the highest-resolution feature map.")
+    embed_dim: int = Field(32, ge=1, description="Size of the generator's label embedding.")
+    spectral_norm: bool = Field(True, description="Spectral normalisation in the discriminator.")
+    loss: Literal["hinge", "nonsaturating"] = "hinge"
+    lr_d: float | None = Field(None, gt=0, description="Discriminator learning rate (default: lr).")
+
+
+def check_image_size(image_shape: tuple[int, int, int], family: str) -> int:
+    """The side of a square, power-of-two image in [16, 128]; ``ConfigError`` otherwise."""
+    c, h, w = image_shape
+    if h != w or h < 16 or h > 128 or h & (h - 1):
+        raise ConfigError(
+            f"the {family} family supports square images with a power-of-two side from 16 to 128; got "
+            f"{h}×{w}. Resize the data (data.size: 32) or pick a supported size."
+        )
+    return h
+
+
+def _levels(size: int) -> int:
+    return (size // 4).bit_length() - 1  # number of ×2 steps from 4×4
+
+
+class DCGANGenerator(nn.Module):
+    """``(z, labels) -> images`` in ``[-1, 1]``."""
+
+    def __init__(self, cfg: DCGANConfig, image_shape: tuple[int, int, int], num_classes: int) -> None:
+        super().__init__()
+        size = check_image_size(image_shape, "dcgan")
+        levels = _levels(size)
+        self.num_classes = num_classes
+        self.embed = nn.Embedding(num_classes, cfg.embed_dim) if num_classes else None
+        in_dim = cfg.latent_dim + (cfg.embed_dim if num_classes else 0)
+        ch = cfg.width * 2 ** (levels - 1)
+        self.project = nn.Sequential(nn.Linear(in_dim, ch * 16, bias=False), nn.Unflatten(1, (ch, 4, 4)))
+        blocks: list[nn.Module] = [nn.BatchNorm2d(ch), nn.ReLU()]
+        for _ in range(levels - 1):
+            blocks += [
+                nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(ch // 2),
+                nn.ReLU(),
+            ]
+            ch //= 2
+        blocks += [nn.ConvTranspose2d(ch, image_shape[0], 4, 2, 1), nn.Tanh()]
+        self.body = nn.Sequential(*blocks)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        h = z.flatten(1)
+        if self.embed is not None:
+            if labels is None:
+                raise ConfigError("this dcgan generator is class-conditional; pass labels.")
+            h = torch.cat([h, self.embed(labels)], dim=1)
+        return self.body(self.project(h))
+
+
+class DCGANDiscriminator(nn.Module):
+    """``(images, labels) -> realness logits`` (shape ``N``)."""
+
+    def __init__(self, cfg: DCGANConfig, image_shape: tuple[int, int, int], num_classes: int) -> None:
+        super().__init__()
+        size = check_image_size(image_shape, "dcgan")
+        levels = _levels(size)
+        norm = _spectral_norm if cfg.spectral_norm else (lambda m: m)
+        ch = cfg.width
+        layers: list[nn.Module] = [norm(nn.Conv2d(image_shape[0], ch, 4, 2, 1)), nn.LeakyReLU(0.2)]
+        for _ in range(levels - 1):
+            layers += [norm(nn.Conv2d(ch, ch * 2, 4, 2, 1)), nn.LeakyReLU(0.2)]
+            ch *= 2
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        feat = ch * 16
+        self.out = norm(nn.Linear(feat, 1))
+        self.embed = norm(nn.Embedding(num_classes, feat)) if num_classes else None
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.features(x)
+        score = self.out(h).squeeze(1)
+        if self.embed is not None:
+            score = score + (self.embed(labels) * h).sum(1)
+        return score
+
+
+def discriminator_loss(real: torch.Tensor, fake: torch.Tensor, kind: str) -> torch.Tensor:
+    """Loss of D on real and fake logits (hinge or the standard non-saturating one)."""
+    if kind == "hinge":
+        return torch.relu(1 - real).mean() + torch.relu(1 + fake).mean()
+    return nn.functional.softplus(-real).mean() + nn.functional.softplus(fake).mean()
+
+
+def generator_loss(fake: torch.Tensor, kind: str) -> torch.Tensor:
+    """Loss of G on D's logits for its images."""
+    if kind == "hinge":
+        return -fake.mean()
+    return nn.functional.softplus(-fake).mean()
+
+
+__all__ = [
+    "DCGANConfig",
+    "DCGANDiscriminator",
+    "DCGANGenerator",
+    "check_image_size",
+    "discriminator_loss",
+    "generator_loss",
+]

@@ -1,0 +1,264 @@
+"""What one training step means for each family; the trainer owns everything around it.
+
+A recipe holds its networks and optimizers by name (the trainer may wrap networks in DDP, checkpoints
+them and keeps an EMA of ``recipe.ema_name``) and implements ``step``: forward, backward and optimizer
+updates for one batch. All randomness of a step comes from ``noise``, which draws for the *global* batch
+from the step's own generator and keeps this process's slice: a run on 2 processes sees exactly the noise
+a single process would, so the world size changes only the order of floating-point sums.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from auditkit.errors import ConfigError
+from auditkit.generators.registry import Family, family_config, get_family
+from auditkit.training.config import TrainConfig
+
+
+def unwrap(net: nn.Module) -> nn.Module:
+    """The plain module inside DDP and ``torch.compile`` wrappers."""
+    while True:
+        if hasattr(net, "_orig_mod"):
+            net = net._orig_mod
+        elif isinstance(net, nn.parallel.DistributedDataParallel):
+            net = net.module
+        else:
+            return net
+
+
+class StepNoise:
+    """Random draws for one step: global-batch sized, from one generator, sliced to this process.
+
+    Parameters
+    ----------
+    rng
+        The step's generator (on the training device).
+    global_batch
+        Images per step over all processes.
+    rank, world
+        This process and the number of processes (``global_batch`` is divisible by ``world``).
+    """
+
+    def __init__(self, rng: torch.Generator, global_batch: int, rank: int = 0, world: int = 1) -> None:
+        self.rng = rng
+        self.local = global_batch // world
+        self.global_batch = global_batch
+        self.slice = slice(rank * self.local, (rank + 1) * self.local)
+
+    def randn(self, *shape: int) -> torch.Tensor:
+        """Standard normal draws of shape ``(local batch, *shape)``."""
+        full = torch.randn((self.global_batch, *shape), generator=self.rng, device=self.rng.device)
+        return full[self.slice]
+
+    def rand(self, *shape: int) -> torch.Tensor:
+        """Uniform ``[0, 1)`` draws of shape ``(local batch, *shape)``."""
+        full = torch.rand((self.global_batch, *shape), generator=self.rng, device=self.rng.device)
+        return full[self.slice]
+
+    def randint(self, high: int) -> torch.Tensor:
+        """Integers in ``[0, high)``, one per local image."""
+        full = torch.randint(0, high, (self.global_batch,), generator=self.rng, device=self.rng.device)
+        return full[self.slice]
+
+
+def _adam(
+    params, config: TrainConfig, device: torch.device, lr: float | None = None
+) -> torch.optim.Optimizer:
+    # Fused Adam is one kernel per step on CUDA; on CPU the default (foreach) path is the fast one.
+    fused = device.type == "cuda"
+    return torch.optim.Adam(
+        params, lr=lr or config.lr, betas=config.betas, weight_decay=config.weight_decay, fused=fused
+    )
+
+
+class Recipe:
+    """Base of the family recipes: networks, optimizers, the EMA target and an optimisation helper."""
+
+    family: str
+    ema_name: str
+
+    def __init__(
+        self, config: TrainConfig, image_shape: tuple[int, int, int], num_classes: int, device: torch.device
+    ):
+        self.config = config
+        self.model_config = family_config(config.family, config.model)
+        self.image_shape = image_shape
+        self.num_classes = num_classes
+        self.device = device
+        self.networks: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.autocast: Callable[[], Any] = contextlib.nullcontext
+
+    @property
+    def family_spec(self) -> Family:
+        return get_family(self.config.family)
+
+    def _optimize(self, name: str, loss: torch.Tensor) -> None:
+        opt = self.optimizers[name]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(unwrap(self.networks[name]).parameters(), self.config.grad_clip)
+        opt.step()
+
+    def step(self, x: torch.Tensor, y: torch.Tensor | None, noise: StepNoise) -> dict[str, torch.Tensor]:
+        """One optimisation step on ``x`` (``[-1, 1]``) with labels ``y``; returns detached losses."""
+        raise NotImplementedError
+
+    def losses(self, x: torch.Tensor, y: torch.Tensor | None, noise: StepNoise) -> torch.Tensor:
+        """The loss whose gradient a single-network family's step follows (for the DDP equality test)."""
+        raise NotImplementedError
+
+
+class GANRecipe(Recipe):
+    """``dcgan``: one discriminator update, then one generator update, per step."""
+
+    family = "dcgan"
+    ema_name = "G"
+
+    def __init__(self, config, image_shape, num_classes, device):
+        super().__init__(config, image_shape, num_classes, device)
+        from auditkit.generators.dcgan import DCGANDiscriminator, DCGANGenerator
+
+        cfg = self.model_config
+        self.networks = {
+            "G": DCGANGenerator(cfg, image_shape, num_classes).to(device),
+            "D": DCGANDiscriminator(cfg, image_shape, num_classes).to(device),
+        }
+        self.optimizers = {
+            "G": _adam(self.networks["G"].parameters(), config, device),
+            "D": _adam(self.networks["D"].parameters(), config, device, lr=cfg.lr_d),
+        }
+
+    def step(self, x, y, noise):
+        from auditkit.generators.dcgan import discriminator_loss, generator_loss
+
+        G, D = self.networks["G"], self.networks["D"]
+        kind = self.model_config.loss
+        latent = self.model_config.latent_dim
+        z_d, z_g = noise.randn(latent), noise.randn(latent)
+        with torch.no_grad(), self.autocast():
+            fake = G(z_d, y)
+        # One discriminator call on real and fake together: DDP expects one forward per backward.
+        both_y = torch.cat([y, y]) if y is not None else None
+        with self.autocast():
+            logits = D(torch.cat([x, fake.to(x.dtype)]), both_y).float()
+            real_logits, fake_logits = logits.chunk(2)
+            loss_d = discriminator_loss(real_logits, fake_logits, kind)
+        self._optimize("D", loss_d)
+
+        d_plain = unwrap(D)
+        d_plain.requires_grad_(False)  # G's step must not touch D's gradients (or its DDP reducer)
+        try:
+            with self.autocast():
+                loss_g = generator_loss(d_plain(G(z_g, y), y).float(), kind)
+            self._optimize("G", loss_g)
+        finally:
+            d_plain.requires_grad_(True)
+        return {
+            "loss_d": loss_d.detach(),
+            "loss_g": loss_g.detach(),
+            "d_real": real_logits.detach().mean(),
+            "d_fake": fake_logits.detach().mean(),
+        }
+
+
+class VAERecipe(Recipe):
+    """``vae``: one ELBO step."""
+
+    family = "vae"
+    ema_name = "vae"
+
+    def __init__(self, config, image_shape, num_classes, device):
+        super().__init__(config, image_shape, num_classes, device)
+        from auditkit.generators.vae import ConditionalVAE
+
+        self.networks = {"vae": ConditionalVAE(self.model_config, image_shape, num_classes).to(device)}
+        self.optimizers = {"vae": _adam(self.networks["vae"].parameters(), config, device)}
+
+    def _loss(self, x, y, noise):
+        from auditkit.generators.vae import vae_loss
+
+        net = self.networks["vae"]
+        eps = noise.randn(self.model_config.latent_dim).to(x.dtype)
+        with self.autocast():
+            return vae_loss(net, x, y, eps, self.model_config)
+
+    def losses(self, x, y, noise):
+        return self._loss(x, y, noise)[0]
+
+    def step(self, x, y, noise):
+        loss, parts = self._loss(x, y, noise)
+        self._optimize("vae", loss)
+        return {"loss": loss.detach(), **{k: v.detach() for k, v in parts.items()}}
+
+
+class DiffusionRecipe(Recipe):
+    """``ddpm``: one denoising step (epsilon prediction, label dropout for classifier-free guidance)."""
+
+    family = "ddpm"
+    ema_name = "denoiser"
+
+    def __init__(self, config, image_shape, num_classes, device):
+        super().__init__(config, image_shape, num_classes, device)
+        from auditkit.generators.diffusion import NoiseSchedule, build_denoiser
+
+        cfg = self.model_config
+        self.networks = {"denoiser": build_denoiser(cfg, image_shape, num_classes).to(device)}
+        self.optimizers = {"denoiser": _adam(self.networks["denoiser"].parameters(), config, device)}
+        self.schedule = NoiseSchedule(cfg.timesteps, cfg.schedule).to(device)
+
+    def _loss(self, x, y, noise):
+        cfg = self.model_config
+        t = noise.randint(cfg.timesteps)
+        eps = noise.randn(*x.shape[1:]).to(x.dtype)
+        if y is not None and cfg.cond_drop > 0:
+            # The extra class index num_classes is the "no label" input classifier-free guidance uses.
+            drop = noise.rand() < cfg.cond_drop
+            y = torch.where(drop, torch.full_like(y, self.num_classes), y)
+        x_t = self.schedule.q_sample(x, t, eps)
+        with self.autocast():
+            pred = self.networks["denoiser"](x_t, t, y)
+        return torch.nn.functional.mse_loss(pred.float(), eps.float())
+
+    def losses(self, x, y, noise):
+        return self._loss(x, y, noise)
+
+    def step(self, x, y, noise):
+        loss = self._loss(x, y, noise)
+        self._optimize("denoiser", loss)
+        return {"loss": loss.detach()}
+
+
+RECIPES: dict[str, type[Recipe]] = {"dcgan": GANRecipe, "vae": VAERecipe, "ddpm": DiffusionRecipe}
+
+
+def make_recipe(
+    config: TrainConfig, image_shape: tuple[int, int, int], num_classes: int, device: torch.device
+) -> Recipe:
+    """The recipe of ``config.family``."""
+    get_family(config.family)  # unknown names get the registry's did-you-mean message
+    if config.family not in RECIPES:
+        raise ConfigError(
+            f"generator family {config.family!r} can be loaded but has no training recipe; "
+            f"trainable families: {sorted(RECIPES)}."
+        )
+    return RECIPES[config.family](config, image_shape, num_classes, device)
+
+
+__all__ = [
+    "RECIPES",
+    "DiffusionRecipe",
+    "GANRecipe",
+    "Recipe",
+    "StepNoise",
+    "VAERecipe",
+    "make_recipe",
+    "unwrap",
+]
