@@ -328,3 +328,48 @@ def test_ddp_training_with_two_gloo_processes_matches_one_process(tmp_path):
     for key, value in _weights(single.run_dir).items():
         torch.testing.assert_close(two[key], value, rtol=1e-3, atol=1e-5, msg=key)
     assert load_generator(runs[0].path).sample(2, seed=0).shape == (2, 3, 16, 16)
+
+
+# -- command line ---------------------------------------------------------------------------------
+
+
+def _cli(*args: str, home: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "AUDITKIT_HOME": str(home), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "auditkit", *args], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+def test_cli_trains_resumes_and_samples(tmp_path):
+    import yaml
+    from PIL import Image
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny(steps=100)))
+    done = _cli("train", str(config), "--steps", "3", "--quiet", home=tmp_path / "home")
+    assert done.returncode == 0, done.stderr
+    (run,) = RunStore(tmp_path / "home").list_runs()
+    assert run.status == "completed" and f"auditkit sample {run.id}" in done.stdout
+    more = _cli("train", "--resume", run.id, "--steps", "5", "--quiet", home=tmp_path / "home")
+    assert more.returncode == 0, more.stderr
+    assert f"resumed run {run.id} from step 3" in more.stdout
+    out = tmp_path / "grid.png"
+    shown = _cli("sample", run.id, "--n", "6", "--out", str(out), home=tmp_path / "home")
+    assert shown.returncode == 0, shown.stderr
+    width, height = Image.open(out).size
+    assert (width, height) == (2 + 2 * 18, 2 + 3 * 18)  # one row per class, two columns, 16 px + padding
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train"], "say what to train"),
+        (["train", "--family", "gan", "--steps", "1"], "unknown generator family 'gan'"),
+        (["train", "--resume", "run-20200101-000000-000000", "--lr", "0.1"], "only --steps may change"),
+        (["sample", "run-20200101-000000-000000"], "run-20200101-000000-000000"),
+    ],
+)
+def test_cli_errors_are_one_line_and_exit_2(tmp_path, args, message):
+    done = _cli(*args, home=tmp_path)
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr

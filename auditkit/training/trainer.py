@@ -241,6 +241,7 @@ class Trainer:
         self.plain = plain
 
         self.step = 0
+        self._stop: dict[str, int] = {}
         self._pending: list[dict[str, Any]] = []
         run_id = None
         if self.dist.is_main:
@@ -299,7 +300,7 @@ class Trainer:
     def run_to_end(self) -> TrainResult:
         """Train to ``config.steps``; on Ctrl-C / SIGTERM checkpoint and re-raise; keep the status current."""
         cfg = self.config
-        self._stop: dict[str, int] = {}
+        self._stop.clear()
         try:
             with _deferred_stop(self._stop):
                 self._loop()
