@@ -203,3 +203,67 @@ def test_export_and_load_give_the_same_images(tmp_path, family):
 def test_missing_generator_file_names_the_path(tmp_path):
     with pytest.raises(WeightsError, match=str(tmp_path / "generator.safetensors")):
         load_generator(tmp_path)
+
+
+def test_onnx_generator_equals_the_module_it_was_exported_from(tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import warnings
+
+    from auditkit.generators import OnnxGenerator
+
+    gen = _family("dcgan")
+    net = gen.network.eval()
+    path = tmp_path / "g.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
+        torch.onnx.export(
+            net,
+            (torch.randn(2, 8), torch.tensor([0, 1])),
+            str(path),
+            dynamo=False,
+            input_names=["z", "labels"],
+            output_names=["images"],
+            dynamic_axes={"z": {0: "n"}, "labels": {0: "n"}, "images": {0: "n"}},
+        )
+    onnx_gen = OnnxGenerator(
+        path, latent_shape=(8,), image_shape=SHAPE, output_range=(-1, 1), class_names=CLASSES, clamp=True
+    )
+    assert isinstance(onnx_gen, Generator)
+    expected = gen.sample(5, labels=[0, 1, 2, 2, 1], seed=4, batch_size=2)
+    got = onnx_gen.sample(5, labels=[0, 1, 2, 2, 1], seed=4, batch_size=2)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    with pytest.raises(GeneratorError, match="not differentiable"):
+        onnx_gen.forward(torch.zeros(1, 8, requires_grad=True), torch.tensor([0]))
+    with pytest.raises(WeightsError, match="does not exist"):
+        OnnxGenerator(tmp_path / "nope.onnx", latent_shape=(8,), image_shape=SHAPE)
+    (tmp_path / "bad.onnx").write_bytes(b"not a graph")
+    with pytest.raises(WeightsError, match="cannot load ONNX generator"):
+        OnnxGenerator(tmp_path / "bad.onnx", latent_shape=(8,), image_shape=SHAPE)
+
+
+def test_diffusers_pipeline_behind_the_protocol():
+    diffusers = pytest.importorskip("diffusers")
+    from auditkit.generators import DiffusersGenerator
+
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DModel(
+        sample_size=16,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        layers_per_block=1,
+        norm_num_groups=4,
+    )
+    pipeline = diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.DDPMScheduler(num_train_timesteps=10))
+    gen = DiffusersGenerator(pipeline, image_shape=(3, 16, 16), num_inference_steps=3, batch_size=2)
+    assert isinstance(gen, Generator)
+    images = gen.sample(3, seed=7)
+    assert images.shape == (3, 3, 16, 16) and images.dtype == torch.float32
+    assert 0.0 <= float(images.min()) and float(images.max()) <= 1.0
+    assert torch.equal(images, gen.sample(3, seed=7))
+    assert not torch.equal(images, gen.sample(3, seed=8))
+    with pytest.raises(GeneratorError, match="draws its own latents"):
+        gen.forward(torch.zeros(1, 1))

@@ -237,6 +237,8 @@ class DiffusersGenerator(BaseGenerator):
             batch_size=batch_size,
         )
         self.pipeline = pipeline
+        if hasattr(pipeline, "set_progress_bar_config"):
+            pipeline.set_progress_bar_config(disable=True)  # sample() shows one bar for the whole run
         self.num_inference_steps = int(num_inference_steps)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
