@@ -262,7 +262,7 @@ def test_diffusers_pipeline_behind_the_protocol():
     assert isinstance(gen, Generator)
     images = gen.sample(3, seed=7)
     assert images.shape == (3, 3, 16, 16) and images.dtype == torch.float32
-    assert 0.0 <= float(images.min()) and float(images.max()) <= 1.0
+    assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0
     assert torch.equal(images, gen.sample(3, seed=7))
     assert not torch.equal(images, gen.sample(3, seed=8))
     with pytest.raises(GeneratorError, match="draws its own latents"):
