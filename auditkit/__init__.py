@@ -12,11 +12,22 @@ import importlib
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-from auditkit.errors import AuditKitError, ConfigError, DataError, StoreError, WeightsError
+from auditkit.errors import (
+    AuditKitError,
+    ConfigError,
+    DataError,
+    GeneratorError,
+    StoreError,
+    TrainingError,
+    WeightsError,
+)
 
 if TYPE_CHECKING:
+    from auditkit.bias import Judge, train_judge
     from auditkit.data import Digits, ImageFolder, ImageSet, Shapes
+    from auditkit.generators import Generator, ModuleGenerator, create_generator, load_generator
     from auditkit.store import RunStore
+    from auditkit.training import TrainConfig, train
 
 try:
     __version__ = version("auditkit")
@@ -29,6 +40,14 @@ _LAZY = {
     "ImageSet": "auditkit.data",
     "Shapes": "auditkit.data",
     "RunStore": "auditkit.store",
+    "Generator": "auditkit.generators",
+    "ModuleGenerator": "auditkit.generators",
+    "create_generator": "auditkit.generators",
+    "load_generator": "auditkit.generators",
+    "TrainConfig": "auditkit.training",
+    "train": "auditkit.training",
+    "Judge": "auditkit.bias",
+    "train_judge": "auditkit.bias",
 }
 
 
@@ -47,11 +66,21 @@ __all__ = [
     "ConfigError",
     "DataError",
     "Digits",
+    "Generator",
+    "GeneratorError",
     "ImageFolder",
     "ImageSet",
+    "Judge",
+    "ModuleGenerator",
     "RunStore",
     "Shapes",
     "StoreError",
+    "TrainConfig",
+    "TrainingError",
     "WeightsError",
     "__version__",
+    "create_generator",
+    "load_generator",
+    "train",
+    "train_judge",
 ]

@@ -409,6 +409,85 @@ def sample(
     click.echo(f"wrote {out} ({n} images from {gen.name}, seed {seed})")
 
 
+@cli.group()
+def judge() -> None:
+    """The judge: an attribute classifier whose held-out error the bias audit carries."""
+
+
+@judge.command("train")
+@click.option(
+    "--data", "source", default="shapes", show_default=True, help=f"Reference data: {SOURCES_HELP}."
+)
+@click.option(
+    "--n", "n", type=click.IntRange(min=10), default=12000, show_default=True, help="Shapes images."
+)
+@click.option("--size", type=click.IntRange(min=8), default=None, help="Image side in pixels (default 32).")
+@click.option("--data-seed", type=int, default=0, show_default=True, help="Seed of the Shapes data.")
+@click.option("--skew", default=None, help="Planted skew of the Shapes data (preset, file or inline YAML).")
+@click.option("--noise", type=click.FloatRange(0, 1), default=0.0, help="Shapes background noise.")
+@click.option("--attributes-file", type=click.Path(dir_okay=False), default=None, help="Folder labels.")
+@click.option("--attributes", default=None, help="Comma-separated attributes to learn (default: all).")
+@click.option(
+    "--holdout", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2, show_default=True
+)
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=None, help="Training epochs (default: the library's)."
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when present).")
+@click.option("--name", default=None, help="Run name in the store.")
+@_HOME_OPTION
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def judge_train(
+    source,
+    n,
+    size,
+    data_seed,
+    skew,
+    noise,
+    attributes_file,
+    attributes,
+    holdout,
+    epochs,
+    seed,
+    device,
+    name,
+    home,
+    quiet,
+) -> None:
+    """Train a judge on labelled reference data; print its held-out accuracy per attribute."""
+    from auditkit.bias import train_judge
+    from auditkit.store import RunStore
+
+    ds = _load_source(
+        source=source,
+        n=n,
+        size=size,
+        seed=data_seed,
+        skew=skew,
+        noise=noise,
+        attributes_file=attributes_file,
+        skip_bad=False,
+    )
+    options = {"epochs": epochs} if epochs is not None else {}
+    chosen = [a.strip() for a in attributes.split(",") if a.strip()] if attributes else None
+    trained = train_judge(
+        ds,
+        attributes=chosen,
+        holdout=holdout,
+        seed=seed,
+        device=device,
+        progress=not quiet,
+        store=RunStore(home),
+        name=name,
+        **options,
+    )
+    report = trained.report
+    click.echo(f"judge run {trained.run_id}: held-out accuracy on {report.n_holdout} images")
+    for attribute in trained.attributes:
+        click.echo(f"  {attribute:<12} {report.accuracy[attribute]:.2%}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: run the CLI, turning user errors into one line and exit status 2."""
     try:

@@ -29,7 +29,19 @@ class StoreError(AuditKitError):
 
 
 class GeneratorError(AuditKitError):
-    """A generator produced unusable output (NaN, infinities, wrong shape) or training diverged."""
+    """A generator produced unusable output (NaN, infinities, wrong shape)."""
 
 
-__all__ = ["AuditKitError", "ConfigError", "DataError", "GeneratorError", "StoreError", "WeightsError"]
+class TrainingError(AuditKitError):
+    """Training diverged (a loss became NaN or infinite) or cannot continue."""
+
+
+__all__ = [
+    "AuditKitError",
+    "ConfigError",
+    "DataError",
+    "GeneratorError",
+    "StoreError",
+    "TrainingError",
+    "WeightsError",
+]

@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from auditkit.errors import ConfigError, GeneratorError
+from auditkit.errors import ConfigError, TrainingError
 from auditkit.generators import load_generator
 from auditkit.store import RunStore
 from auditkit.training import load_config, train
@@ -249,7 +249,7 @@ def test_a_nan_loss_stops_training_with_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(GANRecipe, "step", poisoned)
     store = RunStore(tmp_path)
     with pytest.raises(
-        GeneratorError, match=r"loss_g became NaN or infinite at step 5 .*last checkpoint is at step 3"
+        TrainingError, match=r"loss_g became NaN or infinite at step 5 .*last checkpoint is at step 3"
     ):
         train(tiny(), store=store, progress=False)
     assert store.list_runs()[0].status == "failed"
@@ -373,3 +373,18 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path, args, message):
     done = _cli(*args, home=tmp_path)
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_cli_trains_a_judge(tmp_path):
+    done = _cli(
+        "judge", "train", "--n", "300", "--size", "16", "--epochs", "1", "--quiet", home=tmp_path / "home"
+    )
+    assert done.returncode == 0, done.stderr
+    (run,) = RunStore(tmp_path / "home").list_runs(kind="judge")
+    assert f"judge run {run.id}" in done.stdout
+    for attribute in ("shape", "colour", "size", "position"):
+        assert f"  {attribute}" in done.stdout
+    from auditkit.metrics.features import get_extractor
+
+    extractor = get_extractor("judge", path=run.path)  # registered on demand
+    assert extractor.name == "judge"

@@ -846,7 +846,7 @@ def known_extractors() -> tuple[str, ...]:
 
 
 def get_extractor(name_or_module: str | nn.Module | FeatureExtractor, **options: Any) -> FeatureExtractor:
-    """An extractor by registry name (``"inception"``, ``"judge"`` once registered) or from a module.
+    """An extractor by registry name (``"inception"``, ``"judge"`` with ``path=``) or from a module.
 
     ``options`` go to the factory (:func:`inception_extractor` for ``"inception"``,
     :func:`module_extractor` for a module); an extractor passed in is returned as it is.
@@ -860,6 +860,8 @@ def get_extractor(name_or_module: str | nn.Module | FeatureExtractor, **options:
         label = type(name_or_module).__name__
         args: tuple[Any, ...] = (name_or_module,)
     elif isinstance(name_or_module, str):
+        if name_or_module == "judge" and name_or_module not in _REGISTRY:
+            import auditkit.bias  # noqa: F401  (registers "judge" on import)
         if name_or_module not in _REGISTRY:
             raise ConfigError(
                 f"unknown feature extractor {name_or_module!r}; known: {list(known_extractors())}, or pass a "

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from auditkit._atomic import atomic_write_bytes, json_bytes
 from auditkit.data.imageset import ImageSet
 from auditkit.data.sources import load_source
-from auditkit.errors import ConfigError, GeneratorError
+from auditkit.errors import ConfigError, TrainingError
 from auditkit.generators.base import BaseGenerator
 from auditkit.generators.registry import GENERATOR_FILE, generator_spec, load_generator, save_generator
 from auditkit.store import RunInfo, RunStore
@@ -392,7 +392,7 @@ class Trainer:
             if previous
             else "no checkpoint was written yet"
         )
-        raise GeneratorError(
+        raise TrainingError(
             f"training diverged: {', '.join(bad) or 'a loss'} became NaN or infinite at step {self.step} "
             f"of run {self.run_id}. Lower the learning rate (lr: {self.config.lr:g}), set grad_clip, or "
             "check the data; "
