@@ -55,7 +55,8 @@ def main() -> None:
     judge = train_judge(Shapes(12000, size=32, seed=100), seed=0, store=store, name="bench-judge")
     judge_time = time.perf_counter() - start
     acc = judge.report.accuracy
-    print(f"judge: {judge_time:.0f} s, held-out accuracy " + ", ".join(f"{a} {v:.2%}" for a, v in acc.items()))
+    accuracy = ", ".join(f"{a} {v:.2%}" for a, v in acc.items())
+    print(f"judge: {judge_time:.0f} s, held-out accuracy {accuracy}")
 
     rows = []
     for name in [c.strip() for c in args.configs.split(",") if c.strip()]:
