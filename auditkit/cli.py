@@ -488,6 +488,118 @@ def judge_train(
         click.echo(f"  {attribute:<12} {report.accuracy[attribute]:.2%}")
 
 
+@cli.command()
+@click.argument("metric", type=click.Choice(["fid", "is", "kid", "prdc", "memorization", "all"]))
+@click.argument("real")
+@click.argument("fake")
+@click.option(
+    "--features",
+    type=click.Choice(["judge", "inception"]),
+    default="judge",
+    show_default=True,
+    help="Feature network: the judge (offline, CPU-friendly) or the standard FID Inception.",
+)
+@click.option(
+    "--judge", "judge_path", default=None, help="Judge run id or folder (default: the newest judge run)."
+)
+@click.option(
+    "--inception-weights", type=click.Path(dir_okay=False), default=None, help="Local Inception file."
+)
+@click.option("--mode", type=click.Choice(["exact", "fast"]), default="exact", show_default=True)
+@click.option(
+    "--n", "n", type=click.IntRange(min=2), default=None, help="Images per side (generators: 5000)."
+)
+@click.option("--size", type=click.IntRange(min=8), default=None, help="Side of shapes/digits images (32).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--by", "by", multiple=True, help="Per-group metrics by this attribute (repeatable; judge:<attr>)."
+)
+@click.option(
+    "--bootstrap", type=click.IntRange(min=0), default=0, help="Resamples for confidence intervals."
+)
+@click.option("--no-cache", is_flag=True, help="Do not read or write the feature cache.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON with the metric names as keys.")
+@_HOME_OPTION
+def metrics(
+    metric,
+    real,
+    fake,
+    features,
+    judge_path,
+    inception_weights,
+    mode,
+    n,
+    size,
+    seed,
+    by,
+    bootstrap,
+    no_cache,
+    as_json,
+    home,
+) -> None:
+    """Quality of FAKE against REAL: FID, IS, KID, precision/recall/density/coverage.
+
+    REAL and FAKE are 'shapes', 'digits', image folders, trained generators' folders or run ids.
+    """
+    from auditkit.metrics.compute import compute_metrics
+    from auditkit.store import RunStore
+
+    store = RunStore(home)
+    judge_ref = judge_path
+    if judge_ref is None and (features == "judge" or any(b.startswith("judge:") for b in by)):
+        judges = store.list_runs(kind="judge", status="completed")
+        if not judges:
+            raise ConfigError(
+                "no trained judge in the store: run `auditkit judge train` first, pass --judge, or use "
+                "--features inception with --inception-weights."
+            )
+        judge_ref = str(judges[0].path)
+    every = ["fid", "kid", "prdc", "memorization"] + (["is"] if features == "inception" else [])
+    chosen = every if metric == "all" else [metric]
+    result = compute_metrics(
+        real,
+        fake,
+        metrics=chosen,
+        features=features,
+        judge=judge_ref,
+        inception_weights=inception_weights,
+        mode=mode,
+        n=n,
+        size=size,
+        seed=seed,
+        by=by,
+        bootstrap=bootstrap,
+        cache=not no_cache,
+        store=store,
+    )
+    if as_json:
+        click.echo(json.dumps(result, indent=2, default=str))
+        return
+    click.echo(f"{result['n_real']} real vs {result['n_fake']} fake images, {features} features ({mode})")
+    ci = result.get("ci", {})
+    for key in ("fid", "kid", "is", "precision", "recall", "density", "coverage"):
+        if key in result:
+            extra = f" ± {result[key + '_std']:.4g}" if key + "_std" in result else ""
+            if key in ci:
+                extra += f"  [{ci[key]['low']:.4g}, {ci[key]['high']:.4g}] {ci[key]['confidence']:.0%} CI"
+            click.echo(f"  {key:<10} {result[key]:.4g}{extra}")
+    if "memorization" in result:
+        m = result["memorization"]
+        click.echo(
+            f"  memorization: near-copy rate {m['near_copy_rate']:.2%} (training set itself "
+            f"{m['baseline_near_copy_rate']:.2%}), NN distance ratio {m['distance_ratio']:.3g}"
+        )
+    for attribute, values in result.get("groups", {}).items():
+        click.echo(f"by {attribute}:")
+        for value, entry in values.items():
+            numbers = ", ".join(
+                f"{k} {v:.4g}" for k, v in entry.items() if k not in ("n_real", "n_fake", "skipped")
+            )
+            click.echo(
+                f"  {value:<10} n={entry['n_real']}/{entry['n_fake']}  {numbers or entry.get('skipped', '')}"
+            )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: run the CLI, turning user errors into one line and exit status 2."""
     try:

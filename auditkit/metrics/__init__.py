@@ -1,6 +1,8 @@
 """Quality metrics: pure functions over feature tensors, plus the extractors that make the features."""
 
+from auditkit.metrics.bootstrap import Interval, bootstrap_ci, fid_ci, kid_ci, prdc_ci
 from auditkit.metrics.cache import FeatureCache, cache_key, tensor_fingerprint
+from auditkit.metrics.compute import SourceFeatures, compare, compute_metrics, resolve_source, source_features
 from auditkit.metrics.features import FeatureExtractor, get_extractor, inception_extractor, register_extractor
 from auditkit.metrics.frechet import (
     FeatureStats,
@@ -11,9 +13,22 @@ from auditkit.metrics.frechet import (
 )
 from auditkit.metrics.inception_score import inception_score
 from auditkit.metrics.kid import kernel_inception_distance
+from auditkit.metrics.memorization import MemorizationResult, memorization
 from auditkit.metrics.prdc import knn_radii, precision_recall_density_coverage
 
 __all__ = [
+    "Interval",
+    "MemorizationResult",
+    "SourceFeatures",
+    "bootstrap_ci",
+    "compare",
+    "compute_metrics",
+    "fid_ci",
+    "kid_ci",
+    "memorization",
+    "prdc_ci",
+    "resolve_source",
+    "source_features",
     "FeatureCache",
     "FeatureExtractor",
     "FeatureStats",
