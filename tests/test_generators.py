@@ -267,3 +267,28 @@ def test_diffusers_pipeline_behind_the_protocol():
     assert not torch.equal(images, gen.sample(3, seed=8))
     with pytest.raises(GeneratorError, match="draws its own latents"):
         gen.forward(torch.zeros(1, 1))
+
+
+def test_discriminator_groups_keep_real_and_fake_apart():
+    from auditkit.generators.dcgan import DCGANConfig, DCGANDiscriminator
+
+    cfg = DCGANConfig(width=8, d_batchnorm=True, minibatch_std=4, spectral_norm=False)
+    disc = DCGANDiscriminator(cfg, (3, 16, 16), 3).train()
+    real = torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    fake = 3 * torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1] * 2)
+    joint = disc(torch.cat([real, fake]), y, groups=2)
+    apart = torch.cat([disc(real, y[:8]), disc(fake, y[8:])])
+    torch.testing.assert_close(joint, apart, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(joint, disc(torch.cat([real, fake]), y, groups=1))  # mixing would change it
+
+
+def test_mode_seeking_loss_matches_its_definition():
+    from auditkit.generators.dcgan import mode_seeking_loss
+
+    g = torch.Generator().manual_seed(0)
+    fake, z = torch.rand(6, 3, 4, 4, generator=g), torch.randn(6, 5, generator=g)
+    images = (fake[:3] - fake[3:]).abs().mean(dim=(1, 2, 3))
+    latents = (z[:3] - z[3:]).abs().mean(dim=1)
+    expected = 1 / (float((images / latents).mean()) + 1e-5)
+    assert float(mode_seeking_loss(fake, z)) == pytest.approx(expected, rel=1e-6)

@@ -30,7 +30,26 @@ class DCGANConfig(BaseModel):
     width: int = Field(64, ge=4, description="Channels of the highest-resolution feature map.")
     embed_dim: int = Field(32, ge=1, description="Size of the generator's label embedding.")
     spectral_norm: bool = Field(True, description="Spectral normalisation in the discriminator.")
+    d_batchnorm: bool = Field(
+        False,
+        description="BatchNorm in the discriminator, with real and fake normalised as separate batches.",
+    )
     loss: Literal["hinge", "nonsaturating"] = "hinge"
+    minibatch_std: int = Field(
+        4,
+        ge=0,
+        description="Group size of the discriminator's minibatch-std feature (0: off); see MinibatchStd.",
+    )
+    mode_seeking: float = Field(
+        0.0,
+        ge=0,
+        description="Weight of the mode-seeking term (Mao et al. 2019) against collapse within a class.",
+    )
+    instance_noise: float = Field(
+        0.0,
+        ge=0,
+        description="Std of Gaussian noise added to every image the discriminator sees ([-1, 1] units).",
+    )
     lr_d: float | None = Field(None, gt=0, description="Discriminator learning rate (default: lr).")
 
 
@@ -81,6 +100,31 @@ class DCGANGenerator(nn.Module):
         return self.body(self.project(h))
 
 
+class MinibatchStd(nn.Module):
+    """Append the mean feature standard deviation over groups of ``group`` consecutive samples as a channel.
+
+    From Karras et al. (2018): the discriminator sees how varied a group of images is, so a generator that
+    collapses onto few images is caught. Groups are consecutive samples, so a batch of reals followed by
+    fakes (sizes multiples of ``group``) never mixes the two in one group.
+    """
+
+    def __init__(self, group: int) -> None:
+        super().__init__()
+        self.group = group
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        g = self.group if n % self.group == 0 else 1
+        if g == 1:
+            stat = x.new_zeros(n, 1, h, w)
+        else:
+            std = x.view(n // g, g, c, h, w).float().var(dim=1, unbiased=False).add(1e-8).sqrt()
+            stat = (
+                std.mean(dim=(1, 2, 3)).to(x.dtype).repeat_interleave(g).view(n, 1, 1, 1).expand(n, 1, h, w)
+            )
+        return torch.cat([x, stat], dim=1)
+
+
 class DCGANDiscriminator(nn.Module):
     """``(images, labels) -> realness logits`` (shape ``N``)."""
 
@@ -92,15 +136,24 @@ class DCGANDiscriminator(nn.Module):
         ch = cfg.width
         layers: list[nn.Module] = [norm(nn.Conv2d(image_shape[0], ch, 4, 2, 1)), nn.LeakyReLU(0.2)]
         for _ in range(levels - 1):
-            layers += [norm(nn.Conv2d(ch, ch * 2, 4, 2, 1)), nn.LeakyReLU(0.2)]
+            layers += [norm(nn.Conv2d(ch, ch * 2, 4, 2, 1))]
+            layers += [nn.BatchNorm2d(ch * 2), nn.LeakyReLU(0.2)] if cfg.d_batchnorm else [nn.LeakyReLU(0.2)]
             ch *= 2
+        if cfg.minibatch_std:
+            layers += [
+                MinibatchStd(cfg.minibatch_std),
+                norm(nn.Conv2d(ch + 1, ch, 3, 1, 1)),
+                nn.LeakyReLU(0.2),
+            ]
         self.features = nn.Sequential(*layers, nn.Flatten())
         feat = ch * 16
         self.out = norm(nn.Linear(feat, 1))
         self.embed = norm(nn.Embedding(num_classes, feat)) if num_classes else None
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.features(x)
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None, groups: int = 1) -> torch.Tensor:
+        """Logits; ``groups > 1`` runs the trunk on that many equal chunks of the batch separately (so
+        BatchNorm and minibatch-std never mix real and fake), in one call (one DDP forward)."""
+        h = torch.cat([self.features(chunk) for chunk in x.chunk(groups)]) if groups > 1 else self.features(x)
         score = self.out(h).squeeze(1)
         if self.embed is not None:
             score = score + (self.embed(labels) * h).sum(1)
@@ -121,6 +174,18 @@ def generator_loss(fake: torch.Tensor, kind: str) -> torch.Tensor:
     return nn.functional.softplus(-fake).mean()
 
 
+def mode_seeking_loss(fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Mode-seeking regulariser (Mao et al. 2019, MSGAN): small when distant latents give distant images.
+
+    ``fake`` and ``z`` hold pairs ``(i, i + n/2)``; the loss is the inverse of the mean ratio of image
+    distance to latent distance, so a generator that maps different ``z`` to one image is penalised.
+    """
+    half = fake.shape[0] // 2
+    images = (fake[:half] - fake[half : 2 * half]).abs().flatten(1).mean(1)
+    latents = (z[:half] - z[half : 2 * half]).abs().flatten(1).mean(1)
+    return 1.0 / ((images / latents).mean() + 1e-5)
+
+
 __all__ = [
     "DCGANConfig",
     "DCGANDiscriminator",
@@ -128,4 +193,5 @@ __all__ = [
     "check_image_size",
     "discriminator_loss",
     "generator_loss",
+    "mode_seeking_loss",
 ]

@@ -137,7 +137,7 @@ class GANRecipe(Recipe):
         }
 
     def step(self, x, y, noise):
-        from auditkit.generators.dcgan import discriminator_loss, generator_loss
+        from auditkit.generators.dcgan import discriminator_loss, generator_loss, mode_seeking_loss
 
         G, D = self.networks["G"], self.networks["D"]
         kind = self.model_config.loss
@@ -147,17 +147,33 @@ class GANRecipe(Recipe):
             fake = G(z_d, y)
         # One discriminator call on real and fake together: DDP expects one forward per backward.
         both_y = torch.cat([y, y]) if y is not None else None
+        sigma = self.model_config.instance_noise
+        both = torch.cat([x, fake.to(x.dtype)])
+        if sigma > 0:
+            # Instance noise (Sønderby et al. 2017): overlapping supports keep D's gradients informative.
+            both = both + sigma * torch.cat([noise.randn(*x.shape[1:]), noise.randn(*x.shape[1:])]).to(
+                x.dtype
+            )
         with self.autocast():
-            logits = D(torch.cat([x, fake.to(x.dtype)]), both_y).float()
+            logits = D(both, both_y, groups=2).float()
             real_logits, fake_logits = logits.chunk(2)
             loss_d = discriminator_loss(real_logits, fake_logits, kind)
         self._optimize("D", loss_d)
 
         d_plain = unwrap(D)
         d_plain.requires_grad_(False)  # G's step must not touch D's gradients (or its DDP reducer)
+        weight = self.model_config.mode_seeking
+        half = x.shape[0] // 2
+        if y is not None and weight > 0 and half:
+            # Pairs (i, i + half) share a class, so the mode-seeking ratio compares like with like.
+            y = torch.cat([y[:half], y[:half], y[2 * half :]])
         try:
             with self.autocast():
-                loss_g = generator_loss(d_plain(G(z_g, y), y).float(), kind)
+                fake = G(z_g, y)
+                seen = fake + sigma * noise.randn(*x.shape[1:]).to(fake.dtype) if sigma > 0 else fake
+                loss_g = generator_loss(d_plain(seen, y).float(), kind)
+                if weight > 0 and half:
+                    loss_g = loss_g + weight * mode_seeking_loss(fake[: 2 * half].float(), z_g[: 2 * half])
             self._optimize("G", loss_g)
         finally:
             d_plain.requires_grad_(True)
