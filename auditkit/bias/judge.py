@@ -51,6 +51,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from auditkit._atomic import atomic_write_bytes, atomic_write_json, json_bytes
+from auditkit._device import resolve_device
 from auditkit.data.imageset import ImageSet, _check_images
 from auditkit.errors import ConfigError, DataError, TrainingError, WeightsError
 from auditkit.metrics.features import FeatureExtractor, module_extractor, register_extractor
@@ -748,16 +749,7 @@ def _positive_int(label: str, value: Any) -> int:
     return value
 
 
-def _resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ConfigError(f"device {device!r} is not a torch device ({exc}); use 'cpu' or 'cuda'.") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked for, but this torch sees no CUDA device; use 'cpu'.")
-    return dev
+_resolve_device = resolve_device
 
 
 def _json_safe(value: Any) -> Any:

@@ -57,6 +57,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from auditkit._device import resolve_device
 from auditkit.data.imageset import ImageSet, _check_images
 from auditkit.errors import ConfigError, WeightsError
 
@@ -384,16 +385,7 @@ def _warn_fast_on_cpu() -> None:
     )
 
 
-def _resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ConfigError(f"device {device!r} is not a torch device ({exc}); use 'cpu' or 'cuda'.") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked for, but this torch sees no CUDA device; use 'cpu'.")
-    return dev
+_resolve_device = resolve_device
 
 
 # --------------------------------------------------------------------------- comparing modes
@@ -861,7 +853,9 @@ def get_extractor(name_or_module: str | nn.Module | FeatureExtractor, **options:
         args: tuple[Any, ...] = (name_or_module,)
     elif isinstance(name_or_module, str):
         if name_or_module == "judge" and name_or_module not in _REGISTRY:
-            import auditkit.bias  # noqa: F401  (registers "judge" on import)
+            from auditkit.bias.judge import _judge_extractor  # imported late: bias imports this module
+
+            register_extractor("judge", _judge_extractor)
         if name_or_module not in _REGISTRY:
             raise ConfigError(
                 f"unknown feature extractor {name_or_module!r}; known: {list(known_extractors())}, or pass a "

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from auditkit.errors import ConfigError
+from auditkit._device import resolve_device
 
 
 @dataclass(frozen=True)
@@ -28,21 +28,6 @@ class DistInfo:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` → CUDA when present, else CPU; other names are checked."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {name!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'.") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            f"device {name!r} asked for, but this machine has no CUDA GPU; use device: auto or cpu."
-        )
-    return device
 
 
 def setup(device_name: str) -> tuple[DistInfo, torch.device]:
