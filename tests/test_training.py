@@ -181,7 +181,9 @@ def _train_script(home: Path, config: dict, resume: str | None = None) -> list[s
         "import json, sys, torch\n"
         "from auditkit.store import RunStore\n"
         "from auditkit.training import train\n"
-        "torch.set_num_threads(1)\n"
+        # The parent's thread count: float sums (conv backward) differ between thread counts, so a
+        # resumed run is only bit-identical to its reference when both ran with the same number.
+        f"torch.set_num_threads({torch.get_num_threads()})\n"
         f"train(json.loads({json.dumps(json.dumps(config))}), store=RunStore({str(home)!r}), "
         f"resume={resume!r}, progress=False)\n"
     )
