@@ -51,7 +51,12 @@ import torch
 from tqdm.auto import tqdm
 
 from auditkit.errors import ConfigError, DataError
-from auditkit.metrics.frechet import FrechetReference, _tensor64, feature_statistics, fid_from_features
+from auditkit.metrics.frechet import (
+    FrechetReference,
+    feature_pair,
+    feature_statistics,
+    fid_from_features,
+)
 from auditkit.metrics.kid import _features
 from auditkit.metrics.prdc import precision_recall_density_coverage
 
@@ -347,15 +352,7 @@ def fid_ci(
         ``bias`` is the bootstrap estimate of the finite-n bias (so ``estimate − bias`` estimates FID∞).
     """
     _check_options(n_resamples, confidence, seed, method)
-    r, f = _tensor64(real, "real features"), _tensor64(fake, "fake features")
-    for name, t in (("real", r), ("fake", f)):
-        if t.ndim != 2 or t.shape[0] < 2 or t.shape[1] < 1:
-            raise DataError(f"{name} features must be an N×D matrix with N ≥ 2; got shape {tuple(t.shape)}.")
-    if r.shape[1] != f.shape[1]:
-        raise DataError(
-            f"feature dimensions differ: real {r.shape[1]}, fake {f.shape[1]}; both sets must come from the "
-            "same feature extractor."
-        )
+    r, f = feature_pair(real, fake)
     f = f.to(r.device)
     reference = None if resample_real else FrechetReference.from_features(r)
 

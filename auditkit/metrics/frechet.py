@@ -345,12 +345,8 @@ def _trace_sqrt_low_rank(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.linalg.svdvals(a @ b.T).sum()) / scale
 
 
-def fid_from_features(real: ArrayLike, fake: ArrayLike) -> float:
-    """Fréchet distance between Gaussians fitted to two N×D feature sets (``real`` is set 1).
-
-    When both sets have fewer samples than dimensions the trace term comes from an n₁×n₂ SVD of the
-    centred features (same value, much cheaper); a warning says the estimate is biased then.
-    """
+def feature_pair(real: ArrayLike, fake: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both feature sets as float64 tensors, checked: N×D with N ≥ 2 each and the same D."""
     r, f = _tensor64(real, "real features"), _tensor64(fake, "fake features")
     for name, t in (("real", r), ("fake", f)):
         if t.ndim != 2 or t.shape[0] < 2 or t.shape[1] < 1:
@@ -360,6 +356,16 @@ def fid_from_features(real: ArrayLike, fake: ArrayLike) -> float:
             f"feature dimensions differ: real {r.shape[1]}, fake {f.shape[1]}; both sets must come from the "
             "same feature extractor."
         )
+    return r, f
+
+
+def fid_from_features(real: ArrayLike, fake: ArrayLike) -> float:
+    """Fréchet distance between Gaussians fitted to two N×D feature sets (``real`` is set 1).
+
+    When both sets have fewer samples than dimensions the trace term comes from an n₁×n₂ SVD of the
+    centred features (same value, much cheaper); a warning says the estimate is biased then.
+    """
+    r, f = feature_pair(real, fake)
     (n1, dim), n2 = r.shape, f.shape[0]
     if n1 >= dim or n2 >= dim:
         mu2, s2 = feature_statistics(f)
