@@ -207,3 +207,22 @@ def test_cli_metrics_with_judge_features(tmp_path):
     assert text.returncode == 0 and "fid" in text.stdout
     missing = _cli("metrics", "fid", "shapes", "shapes", home=tmp_path / "empty")
     assert missing.returncode == 2 and "auditkit judge train" in missing.stderr
+
+
+def test_judge_labels_split_both_kinds_of_source(extractor, generator):
+    from auditkit.bias import train_judge
+
+    judge = train_judge(Shapes(240, size=16, seed=5), epochs=1, progress=False)
+    data = Shapes(90, size=16, seed=6)
+    real = source_features(data, extractor, cache=False, judge=judge)
+    generator.network.eval()
+    fake = source_features(generator, extractor, n=60, seed=2, batch_size=16, judge=judge)
+    expected_real = judge.predict(data.images)
+    expected_fake = judge.predict(generator.sample(60, seed=2, batch_size=16))
+    for j, attribute in enumerate(judge.attributes):
+        assert torch.equal(real.labels[f"judge:{attribute}"], expected_real[:, j])
+        assert torch.equal(fake.labels[f"judge:{attribute}"], expected_fake[:, j])
+        assert fake.vocab[f"judge:{attribute}"] == judge.attributes[attribute]
+    result = compare(real, fake, metrics=["fid"], by=["judge:colour"], min_group=1)
+    counts = torch.bincount(expected_fake[:, list(judge.attributes).index("colour")], minlength=3).tolist()
+    assert [result["groups"]["judge:colour"][v]["n_fake"] for v in ("red", "green", "blue")] == counts

@@ -242,7 +242,7 @@ def test_a_nan_loss_stops_training_with_a_clear_error(tmp_path, monkeypatch):
 
     def poisoned(self, x, y, noise):
         losses = real_step(self, x, y, noise)
-        if self.optimizers["G"].state and len(self.optimizers["G"].state) and self._calls >= 4:
+        if self._calls >= 4:  # the fifth step
             losses["loss_g"] = torch.tensor(float("nan"))
         self._calls += 1
         return losses

@@ -181,7 +181,7 @@ def source_features(
     labels = {a: data.label(a) for a in data.attributes}
     vocab = dict(data.attributes)
     if judge is not None:
-        _add_judged(labels, vocab, judge, data.images, bs)
+        _add_judged(labels, vocab, judge, judge.predict(data.images, batch_size=bs))
     info = {"n": count, "fingerprint": key, "cache_hit": hit, "source_info": data.info}
     return SourceFeatures(
         name or str(data.info.get("source", "data")), "data", dict(outputs), labels, vocab, info
@@ -206,16 +206,13 @@ def _generator_features(gen, extractor, n, seed, bs, judge, name, progress) -> S
         label_map[gen.condition] = torch.cat(labels)
         vocab[gen.condition] = gen.class_names
     if judge is not None:
-        table = torch.cat(judged)
-        for j, (attr, values) in enumerate(judge.attributes.items()):
-            label_map[f"judge:{attr}"] = table[:, j]
-            vocab[f"judge:{attr}"] = tuple(values)
+        _add_judged(label_map, vocab, judge, torch.cat(judged))
     info = {"n": n, "seed": seed, "generator": gen.describe()}
     return SourceFeatures(name or gen.name, "generator", outputs, label_map, vocab, info)
 
 
-def _add_judged(labels, vocab, judge, images: torch.Tensor, bs: int) -> None:
-    table = judge.predict(images, batch_size=bs)
+def _add_judged(labels, vocab, judge, table: torch.Tensor) -> None:
+    """Label columns ``judge:<attribute>`` from the judge's predictions (N×A, its attribute order)."""
     for j, (attr, values) in enumerate(judge.attributes.items()):
         labels[f"judge:{attr}"] = table[:, j]
         vocab[f"judge:{attr}"] = tuple(values)

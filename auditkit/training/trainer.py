@@ -460,7 +460,8 @@ class Trainer:
 
     def _finish(self) -> TrainResult:
         cfg = self.config
-        if not self._checkpoints() or self._checkpoints()[-1][0] != self.step:
+        checkpoints = self._checkpoints()
+        if not checkpoints or checkpoints[-1][0] != self.step:
             self._checkpoint()
         self._sample_grid("samples/final.png")
         spec = generator_spec(
