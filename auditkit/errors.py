@@ -36,10 +36,15 @@ class TrainingError(AuditKitError):
     """Training diverged (a loss became NaN or infinite) or cannot continue."""
 
 
+class ExplainError(AuditKitError):
+    """An attribution cannot be computed as asked (a non-differentiable model, NaN maps, a bad target)."""
+
+
 __all__ = [
     "AuditKitError",
     "ConfigError",
     "DataError",
+    "ExplainError",
     "GeneratorError",
     "StoreError",
     "TrainingError",
