@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from auditkit._config import validate
 from auditkit.errors import ConfigError
 
 
@@ -69,31 +70,6 @@ class TrainConfig(BaseModel):
     @classmethod
     def _lower(cls, value: str) -> str:
         return value.strip().lower()
-
-
-def _describe(error: ValidationError, what: str) -> str:
-    parts = []
-    for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        if item["type"] == "extra_forbidden":
-            parts.append(f"unknown key {where!r}")
-        elif item["type"] == "missing":
-            parts.append(f"missing key {where!r}")
-        else:
-            parts.append(f"{where}: {item['msg']} (got {item.get('input')!r})")
-    return f"bad {what}: " + "; ".join(parts) + "."
-
-
-def validate(model: type[BaseModel], values: Mapping[str, Any] | None, what: str) -> Any:
-    """``model(**values)`` with pydantic's errors turned into one readable ``ConfigError``."""
-    if values is None:
-        values = {}
-    if not isinstance(values, Mapping):
-        raise ConfigError(f"bad {what}: expected a mapping of keys to values; got {type(values).__name__}.")
-    try:
-        return model.model_validate(dict(values))
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc, what)) from None
 
 
 def load_config(source: TrainConfig | Mapping[str, Any] | str | Path) -> TrainConfig:
