@@ -547,13 +547,7 @@ def metrics(
     store = RunStore(home)
     judge_ref = judge_path
     if judge_ref is None and (features == "judge" or any(b.startswith("judge:") for b in by)):
-        judges = store.list_runs(kind="judge", status="completed")
-        if not judges:
-            raise ConfigError(
-                "no trained judge in the store: run `auditkit judge train` first, pass --judge, or use "
-                "--features inception with --inception-weights."
-            )
-        judge_ref = str(judges[0].path)
+        judge_ref = _newest_judge(store, "or use --features inception with --inception-weights")
     every = ["fid", "kid", "prdc", "memorization"] + (["is"] if features == "inception" else [])
     chosen = every if metric == "all" else [metric]
     result = compute_metrics(
@@ -598,6 +592,72 @@ def metrics(
             click.echo(
                 f"  {value:<10} n={entry['n_real']}/{entry['n_fake']}  {numbers or entry.get('skipped', '')}"
             )
+
+
+def _newest_judge(store, alternative: str) -> str:
+    """The folder of the newest completed judge run, or a ConfigError saying how to get one."""
+    judges = store.list_runs(kind="judge", status="completed")
+    if not judges:
+        raise ConfigError(
+            f"no trained judge in the store: run `auditkit judge train` first, pass --judge, {alternative}."
+        )
+    return str(judges[0].path)
+
+
+@cli.command()
+@click.argument("source")
+@click.option(
+    "--judge", "judge_path", default=None, help="Judge run id or folder (default: the newest judge run)."
+)
+@click.option("--attribute", required=True, help="The judge attribute whose score is explained.")
+@click.option(
+    "--method",
+    "method_names",
+    multiple=True,
+    default=("integrated_gradients", "saliency", "grad_cam"),
+    show_default=True,
+    help="Attribution method (repeatable); see `auditkit explain --list`.",
+)
+@click.option("--target", default="predicted", show_default=True, help="Value name, index, or 'predicted'.")
+@click.option("--n", "n", type=click.IntRange(min=1, max=64), default=8, show_default=True, help="Images.")
+@click.option("--size", type=click.IntRange(min=8), default=None, help="Side of shapes/digits images (32).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", default="explanations.png", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the attribution records as JSON.")
+@_HOME_OPTION
+def explain(source, judge_path, attribute, method_names, target, n, size, seed, out, as_json, home) -> None:
+    """Explain the judge's ATTRIBUTE on images of SOURCE with each method; write a side-by-side PNG.
+
+    SOURCE is 'shapes', 'digits', an image folder, a trained generator's folder or a run id.
+    """
+    from auditkit._atomic import atomic_write_bytes
+    from auditkit.bias import load_judge
+    from auditkit.explain import explain as run_explain
+    from auditkit.explain import method_panel
+    from auditkit.metrics.compute import resolve_source
+    from auditkit.store import RunStore
+
+    store = RunStore(home)
+    judge = load_judge(judge_path or _newest_judge(store, "use --judge"), store)
+    resolved = resolve_source(source, n=n, seed=seed, size=size, store=store)
+    images = resolved.images[:n] if hasattr(resolved, "images") else resolved.sample(n, seed=seed)
+    chosen: str | int = int(target) if target.isdigit() else target
+    results = {
+        name: run_explain(judge, images, chosen, name, attribute=attribute, seed=seed)
+        for name in method_names
+    }
+    vocab = judge.attributes[attribute]
+    first = next(iter(results.values()))
+    labels = [f"{i}: {vocab[int(t)]}" for i, t in enumerate(first.target)]
+    atomic_write_bytes(Path(out), method_panel(images, results, row_labels=labels))
+    if as_json:
+        click.echo(json.dumps({name: a.to_dict() for name, a in results.items()}, indent=2))
+    else:
+        for name, a in results.items():
+            delta = f", max |delta| {a.to_dict()['max_abs_delta']:.3g}" if a.delta is not None else ""
+            flag = f", NON-FINITE on images {a.nonfinite}" if a.nonfinite else ""
+            click.echo(f"{name:<22} {a.seconds:6.2f} s{delta}{flag}")
+    click.echo(f"wrote {out}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

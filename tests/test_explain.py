@@ -321,3 +321,30 @@ def test_registry_lists_methods_with_their_options() -> None:
         assert name in registry
     assert registry["shap_gradient"].stochastic and not registry["occlusion"].gradient
     assert registry["integrated_gradients"].defaults["baseline"] == "black"
+
+
+def test_cli_explain_writes_a_panel_and_records(trained_judge, tmp_path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    folder = tmp_path / "judge"
+    trained_judge.save(folder)
+    out = tmp_path / "panel.png"
+    args = [sys.executable, "-m", "auditkit", "explain", "shapes", "--judge", str(folder), "--attribute",
+            "colour", "--method", "saliency", "--method", "grad_cam", "--n", "3", "--out", str(out),
+            "--json", "--home", str(tmp_path / "home")]  # fmt: skip
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    records = json.loads(done.stdout[: done.stdout.rindex("}") + 1])
+    assert set(records) == {"saliency", "grad_cam"} and records["saliency"]["n"] == 3
+    from auditkit.data import Shapes
+
+    expected = trained_judge.predict(Shapes(3, seed=0).images)[:, 1].tolist()  # colour is column 1
+    assert records["saliency"]["target"] == expected
+    assert Image.open(out).format == "PNG"
+    bad = subprocess.run(args[:8] + ["texture", "--out", str(out), "--home", str(tmp_path / "home")],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert bad.returncode == 2 and "unknown attribute 'texture'" in bad.stderr

@@ -482,6 +482,18 @@ class Judge:
 # --------------------------------------------------------------------------- training
 
 
+def load_judge(ref: Any, store: Any = None) -> Judge:
+    """A judge from a ``Judge``, a judge folder or ``judge.safetensors`` file, or a run id in ``store``."""
+    if isinstance(ref, Judge):
+        return ref
+    text = str(ref)
+    if text.startswith("run-") and not Path(text).exists():
+        from auditkit.store import RunStore
+
+        return Judge.load((store or RunStore()).get_run(text).path)
+    return Judge.load(text)
+
+
 def holdout_split(n: int, holdout: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The seeded random split :func:`train_judge` uses: ``(train indices, held-out indices)``, both sorted.
 

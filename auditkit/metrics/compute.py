@@ -377,9 +377,10 @@ def compute_metrics(
     options
         Passed to :func:`compare` (``nearest_k``, ``kid_subsets``, ``min_group``...).
     """
+    from auditkit.bias.judge import load_judge  # the judge imports the metrics package: import on use
     from auditkit.metrics.features import get_extractor
 
-    judge_obj = _load_judge(judge, store) if judge is not None else None
+    judge_obj = load_judge(judge, store) if judge is not None else None
     if isinstance(features, str) and features == "judge":
         if judge_obj is None:
             raise ConfigError(
@@ -407,19 +408,6 @@ def compute_metrics(
         "fake": {"name": fb.name, "kind": fb.kind, **_safe(fb.info)},
     }
     return result
-
-
-def _load_judge(judge: Any, store: Any) -> Any:
-    from auditkit.bias import Judge
-
-    if isinstance(judge, Judge):
-        return judge
-    text = str(judge)
-    if text.startswith("run-") and not Path(text).exists():
-        from auditkit.store import RunStore
-
-        return Judge.load((store or RunStore()).get_run(text).path)
-    return Judge.load(text)
 
 
 def _json_safe(value: Any) -> bool:
