@@ -47,6 +47,7 @@ METRICS: dict[str, tuple[Literal["max", "min"], str]] = {
     "bias.representation_ratio": ("min", "min/max ratio of generated-to-reference shares (four-fifths rule)"),
     "bias.mean_abs_deviation": ("max", "mean absolute deviation of generated from reference shares"),
     "bias.amplification": ("max", "generator's departure from the reference beyond the training data's"),
+    "bias.power": ("min", "power of the goodness-of-fit test to detect the policy's smallest TVD"),
     "quality.fid": ("max", "Fréchet distance between real and generated features"),
     "quality.kid": ("max", "kernel inception distance (unbiased MMD², cubic kernel)"),
     "quality.precision": ("min", "share of generated images inside the real manifold"),
@@ -58,7 +59,7 @@ METRICS: dict[str, tuple[Literal["max", "min"], str]] = {
         "max",
         "share of generated images that nearly copy a training image",
     ),
-    "explain.quality": ("min", "worst explanation verdict: 2 trustworthy, 1 questionable, 0 failed"),
+    "explain.quality": ("min", "best explanation verdict of an attribute (2 trustworthy, 0 failed)"),
 }
 
 DEFAULT_POLICY = Path(__file__).resolve().parent / "policies" / "default.yaml"
