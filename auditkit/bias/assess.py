@@ -180,7 +180,7 @@ def assess_bias(
         "procedure": "benjamini-hochberg", "alpha": alpha, "n_tests": len(tested),
         "n_significant": int(sum(bh.reject)) if bh else 0, "test": test,
     }  # fmt: skip
-    return BiasAssessment(scopes=scopes, tests=tests, observations=_observations(scopes))
+    return BiasAssessment(scopes=scopes, tests=tests, observations=observations_from(scopes))
 
 
 # --------------------------------------------------------------------------- one scope
@@ -328,7 +328,8 @@ def _conditional_reference(
 # --------------------------------------------------------------------------- observations
 
 
-def _observations(scopes: Mapping[str, dict[str, Any]]) -> list[Observation]:
+def observations_from(scopes: Mapping[str, dict[str, Any]]) -> list[Observation]:
+    """The policy observations of a bias stage's scopes (also used to rebuild them from a cached stage)."""
     obs: list[Observation] = []
     for name, record in scopes.items():
         if record.get("kind") == "fidelity":
@@ -411,4 +412,4 @@ def _check_inputs(judged, vocab, confusion, references, intersections, condition
             raise ConfigError(f"condition labels must lie in 0…{len(classes) - 1}.")
 
 
-__all__ = ["JOIN", "BiasAssessment", "assess_bias"]
+__all__ = ["JOIN", "BiasAssessment", "assess_bias", "observations_from"]

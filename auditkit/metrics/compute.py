@@ -323,9 +323,7 @@ def _point_metrics(real, fake, chosen, nearest_k, kid_subsets, kid_subset_size, 
     return result
 
 
-def _intervals(
-    real, fake, chosen, nearest_k, kid_subset_size, n_resamples, confidence, seed
-) -> dict[str, Any]:
+def _intervals(real, fake, chosen, nearest_k, n_resamples, confidence, seed) -> dict[str, Any]:
     from auditkit.metrics import bootstrap as bs
 
     r, f = real.features, fake.features
