@@ -15,6 +15,13 @@ from auditkit.explain.core import (
     methods,
     register_method,
 )
+from auditkit.explain.latent import (
+    LatentAttribution,
+    LatentTraversal,
+    latent_attribution,
+    latent_traversal,
+    traversal_figure,
+)
 from auditkit.explain.quality import (
     QUALITY_THRESHOLDS,
     agreement,
@@ -33,6 +40,8 @@ __all__ = [
     "BASELINES",
     "QUALITY_THRESHOLDS",
     "Attribution",
+    "LatentAttribution",
+    "LatentTraversal",
     "Method",
     "agreement",
     "assess",
@@ -43,6 +52,8 @@ __all__ = [
     "get_method",
     "heatmap",
     "insertion_curve",
+    "latent_attribution",
+    "latent_traversal",
     "make_baseline",
     "method_panel",
     "methods",
@@ -52,5 +63,6 @@ __all__ = [
     "randomization_check",
     "register_method",
     "stability",
+    "traversal_figure",
     "verdict",
 ]

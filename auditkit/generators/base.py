@@ -129,6 +129,16 @@ class BaseGenerator:
         """Number of classes; 0 for an unconditional generator."""
         return len(self.class_names)
 
+    def label_embedding(self) -> torch.nn.Embedding | None:
+        """The ``nn.Embedding`` through which class labels enter :meth:`forward`, or ``None``.
+
+        Latent attribution hooks its output to treat the discrete condition as a continuous input (see
+        :mod:`auditkit.explain.latent`); without one it falls back to an ablation of the condition. Rows
+        with an index ``>= num_classes`` (diffusion's "no label" row) are left alone by that hook. The
+        default is ``None``: families that have an embedding override this.
+        """
+        return None
+
     def describe(self) -> dict[str, Any]:
         """JSON-safe summary for manifests and reports."""
         return {

@@ -91,6 +91,10 @@ class DCGANGenerator(nn.Module):
         blocks += [nn.ConvTranspose2d(ch, image_shape[0], 4, 2, 1), nn.Tanh()]
         self.body = nn.Sequential(*blocks)
 
+    def label_embedding(self) -> nn.Embedding | None:
+        """The label embedding (``None`` when unconditional), for latent attribution."""
+        return self.embed
+
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         h = z.flatten(1)
         if self.embed is not None:

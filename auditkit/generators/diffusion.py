@@ -485,6 +485,14 @@ class DiffusionGenerator(BaseGenerator):
             "guidance": cfg.guidance,
         }
 
+    def label_embedding(self) -> nn.Embedding | None:
+        """The denoiser's class table (``num_classes + 1`` rows; the last is the "no label" input of
+        classifier-free guidance), or ``None`` when unconditional."""
+        inner = getattr(self.network, "module", self.network)  # DDP
+        inner = getattr(inner, "_orig_mod", inner)  # torch.compile
+        table = getattr(inner, "class_embed", None)
+        return table if isinstance(table, nn.Embedding) else None
+
     def _to_images(self, x: torch.Tensor) -> torch.Tensor:
         return ((x.float() + 1) / 2).clamp(0.0, 1.0)
 

@@ -69,6 +69,10 @@ class ConditionalVAE(nn.Module):
         dec += [nn.ConvTranspose2d(ch, image_shape[0], 4, 2, 1), nn.Tanh()]
         self.decoder = nn.Sequential(*dec)
 
+    def label_embedding(self) -> nn.Embedding | None:
+        """The label embedding (``None`` when unconditional), for latent attribution of the decoder."""
+        return self.embed
+
     def _condition(self, h: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         if self.embed is None:
             return h

@@ -48,6 +48,10 @@ class ModuleGenerator(BaseGenerator):
         See :class:`~auditkit.generators.base.BaseGenerator`.
     clamp
         Clamp converted outputs into ``[0, 1]`` instead of refusing out-of-range values.
+    label_embedding
+        For a conditional generator: the ``nn.Embedding`` inside ``model`` that its labels go through
+        (what latent attribution hooks; see :meth:`BaseGenerator.label_embedding`). When not given, a
+        ``model.label_embedding()`` method is used if the module has one (the dcgan and vae networks do).
     """
 
     def __init__(
@@ -63,6 +67,7 @@ class ModuleGenerator(BaseGenerator):
         device: str | torch.device | None = None,
         batch_size: int = 256,
         clamp: bool = False,
+        label_embedding: nn.Embedding | None = None,
     ) -> None:
         if not callable(model):
             raise ConfigError(
@@ -84,6 +89,28 @@ class ModuleGenerator(BaseGenerator):
         self.output_range = _check_range(output_range)
         self.clamp = bool(clamp)
         self._passes_labels = bool(class_names) or _takes_two_arguments(model)
+        if label_embedding is not None:
+            if not isinstance(label_embedding, nn.Embedding):
+                raise ConfigError(
+                    f"label_embedding must be the torch.nn.Embedding the labels go through; got "
+                    f"{type(label_embedding).__name__}."
+                )
+            if not self.class_names:
+                raise ConfigError("label_embedding is for a conditional generator; pass class_names too.")
+            if label_embedding.num_embeddings < self.num_classes:
+                raise ConfigError(
+                    f"label_embedding has {label_embedding.num_embeddings} rows for "
+                    f"{self.num_classes} classes {list(self.class_names)}; pass the embedding of the labels."
+                )
+        self._label_embedding = label_embedding
+
+    def label_embedding(self) -> nn.Embedding | None:
+        """The embedding given to the constructor, else ``model.label_embedding()`` when it has one."""
+        if self._label_embedding is not None or not self.class_names:
+            return self._label_embedding
+        own = getattr(self.model, "label_embedding", None) if isinstance(self.model, nn.Module) else None
+        table = own() if callable(own) else None
+        return table if isinstance(table, nn.Embedding) else None
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         raw = self.model(z, labels) if self._passes_labels else self.model(z)
