@@ -320,3 +320,22 @@ def test_default_judge_reads_every_shapes_attribute() -> None:
     predicted = judge.predict(fresh)
     for j, attr in enumerate(judge.attributes):
         assert (predicted[:, j] == fresh.labels[:, j]).float().mean() >= 0.98, attr
+
+
+def test_feature_extraction_leaves_the_judge_in_eval_mode(judge: Judge, data: Shapes) -> None:
+    # a regression: the extractor restored its wrapper's (training) flag onto the judge's network, so the
+    # next predictions ran batch norm in training mode and changed its running statistics
+    before = {k: v.clone() for k, v in judge.network.state_dict().items()}
+    predicted = judge.predict(data.images[:64])
+    judge.feature_extractor().extract_all(data.images[:64])
+    assert not any(m.training for m in judge.network.modules())
+    assert torch.equal(judge.predict(data.images[:64]), predicted)
+    for key, value in judge.network.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_one_epoch_on_tiny_data_trains() -> None:
+    # a regression: four or fewer steps made OneCycleLR divide by zero
+    for n in (40, 100):
+        tiny = train_judge(Shapes(n, seed=2), epochs=1, width=4, batch_size=32, seed=0, progress=False)
+        assert set(tiny.report.accuracy) == set(ATTRIBUTES)

@@ -357,7 +357,7 @@ class Judge:
         """
         options.setdefault("name", "judge")
         options.setdefault("image_shape", self.image_shape)
-        extractor = module_extractor(_FeatureModule(self.network), **options)
+        extractor = module_extractor(_FeatureModule(self.network).eval(), **options)
         extractor.info.update(
             network="auditkit judge (penultimate features)",
             weights=self.source,
@@ -671,9 +671,14 @@ def _fit(
     # Drop a last batch smaller than half a batch: a batch of 1 would break BatchNorm's statistics.
     steps_per_epoch = max(n // batch_size + (n % batch_size >= batch_size // 2), 1)
     optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.25
-    )
+    total_steps = epochs * steps_per_epoch
+    if total_steps >= 4:
+        # the warm-up must span at least one step or OneCycleLR divides by zero (tiny data, one epoch)
+        schedule: Any = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=lr, total_steps=total_steps, pct_start=min(0.5, max(0.25, 2.0 / total_steps))
+        )
+    else:  # too few steps for a schedule: train at the peak rate
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     started = time.perf_counter()
     epoch_loss = float("nan")
     bar = tqdm(total=epochs * steps_per_epoch, desc="judge", unit="step", disable=not progress)

@@ -299,13 +299,16 @@ class FeatureExtractor:
 
     @contextmanager
     def _running(self) -> Iterator[None]:
-        was_training = self.module.training
+        # every submodule's own flag is restored, not the root's pushed down: a wrapper built in training
+        # mode around an eval-mode network (the judge's) must not leave that network training
+        modes = [(m, m.training) for m in self.module.modules()]
         self.module.eval()  # batch norm and dropout in inference behaviour, whatever the caller left
         try:
             with torch.no_grad(), _exact_numerics() if self.mode == "exact" else nullcontext():
                 yield
         finally:
-            self.module.train(was_training)
+            for m, mode in modes:
+                m.training = mode
 
     def _dry_run(self, image_shape: tuple[int, ...]) -> None:
         # One image through the module: the cheapest way to learn a user module's output size.
