@@ -22,6 +22,7 @@ from auditkit.explain.latent import (
     latent_traversal,
     traversal_figure,
 )
+from auditkit.explain.lime import LimeResult, lime_attribution
 from auditkit.explain.quality import (
     QUALITY_THRESHOLDS,
     agreement,
@@ -42,6 +43,7 @@ __all__ = [
     "Attribution",
     "LatentAttribution",
     "LatentTraversal",
+    "LimeResult",
     "Method",
     "agreement",
     "assess",
@@ -54,6 +56,7 @@ __all__ = [
     "insertion_curve",
     "latent_attribution",
     "latent_traversal",
+    "lime_attribution",
     "make_baseline",
     "method_panel",
     "methods",

@@ -495,10 +495,8 @@ def _load_builtin() -> None:
         return
     _LOADED = True
     import auditkit.explain.captum_methods  # noqa: F401
+    import auditkit.explain.lime  # noqa: F401
     import auditkit.explain.shap_methods  # noqa: F401
-
-    with contextlib.suppress(ImportError):  # the LIME adapter lands separately
-        import auditkit.explain.lime  # noqa: F401
 
 
 __all__ = [
