@@ -283,7 +283,8 @@ def audit(
             expl = runner.run(
                 "explain", lambda: _explain(samples, judge_obj, attrs, explain_methods, seed, store, info.id)
             )
-            results["explain"] = expl
+            latent = runner.run("latent", lambda: _latent(gen, judge_obj, attrs, seed, store, info.id))
+            results["explain"] = {**expl, "latent": latent}
             observations += _explain_observations(expl)
         grids = runner.run("grids", lambda: _grids(samples, judge_obj, attrs, store, info.id))
         decided: PolicyResult = evaluate(policy_obj, observations)
@@ -582,7 +583,7 @@ def _explain(samples, judge, attrs, methods, seed, store, audit_id) -> dict[str,
                 "status": verdict.status,
                 "reasons": list(verdict.reasons),
                 "checks": _json_safe(verdict.checks),
-                "record": maps[method].to_dict(),
+                "record": {k: v for k, v in maps[method].to_dict().items() if k != "seconds"},
             }
         vocab = judge.attributes[attr]
         png = method_panel(images, maps, row_labels=[vocab[int(t)] for t in target], max_rows=len(images))
@@ -590,6 +591,35 @@ def _explain(samples, judge, attrs, methods, seed, store, audit_id) -> dict[str,
         store.write_artifact(audit_id, rel, png, media_type="image/png")
         out["attributes"][attr] = {"n": len(images), "verdicts": verdicts, "panel": rel}
     return out
+
+
+def _latent(gen, judge, attrs, seed, store, audit_id, n: int = 32) -> dict[str, Any]:
+    """What in the generator drives each attribute: latent attribution and a traversal of the top dims."""
+    from auditkit.errors import ExplainError
+    from auditkit.explain.latent import latent_attribution, latent_traversal, traversal_figure
+
+    out: dict[str, Any] = {}
+    for attr in attrs:
+        try:
+            found = latent_attribution(gen, judge, attr, n=n, seed=seed)
+        except ExplainError:  # no gradients (an exported graph, numpy inside): perturb instead
+            try:
+                found = latent_attribution(gen, judge, attr, n=n, seed=seed, method="occlusion")
+            except ExplainError as exc:
+                return {"skipped": str(exc)}
+        travel = latent_traversal(gen, judge, attr, dims=found, seed=seed)
+        rel = f"explain/latent-{attr}.png"
+        store.write_artifact(audit_id, rel, traversal_figure(travel), media_type="image/png")
+        out[attr] = {
+            "top_input": found.top_input,
+            "ranking": found.ranking(8),
+            "method": found.method,
+            "condition_method": found.condition_method,
+            "relative_delta": found.relative_delta,
+            "traversal": {k: v for k, v in travel.to_dict().items() if k != "generator"},
+            "figure": rel,
+        }
+    return {"attributes": out, "n": n}
 
 
 def _explain_observations(expl: dict[str, Any]) -> list[Observation]:
@@ -709,6 +739,8 @@ def _check_options(n, seed, stages, per_value, n_boot, quality_bootstrap, batch_
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigError(f"{label} must be an integer ≥ {low}; got {value!r}.")
+    if 0 < quality_bootstrap < 10:
+        raise ConfigError(f"quality_bootstrap must be 0 (no intervals) or ≥ 10; got {quality_bootstrap}.")
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise ConfigError(f"unknown audit stage(s) {unknown}; choose from {list(STAGES)}.")

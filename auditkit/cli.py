@@ -660,6 +660,133 @@ def explain(source, judge_path, attribute, method_names, target, n, size, seed, 
     click.echo(f"wrote {out}")
 
 
+@cli.command("audit")
+@click.argument("generator")
+@click.option(
+    "--reference", default="shapes", show_default=True, help=f"Labelled reference data: {SOURCES_HELP}."
+)
+@click.option(
+    "--judge", "judge_path", default=None, help="Judge run id or folder (default: the newest judge run)."
+)
+@click.option(
+    "--policy", default=None, type=click.Path(dir_okay=False), help="Policy YAML (default: shipped)."
+)
+@click.option(
+    "--n", "n", type=click.IntRange(min=2), default=5000, show_default=True, help="Generated images."
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--attribute", "attributes", multiple=True, help="Audit only this attribute (repeatable).")
+@click.option(
+    "--intersection", "intersections", multiple=True, help="Audit attributes jointly: 'shape,colour'."
+)
+@click.option(
+    "--reference-shares",
+    default="data",
+    show_default=True,
+    help="'data' (the reference data's shares), 'uniform', or a YAML file {attribute: {value: share}}.",
+)
+@click.option(
+    "--reference-source", default=None, help="Citation of the reference shares (required for a file)."
+)
+@click.option("--reference-n", type=click.IntRange(min=2), default=None, help="Reference images used.")
+@click.option(
+    "--stage", "stages", multiple=True, help="Run only these stages (bias, quality, memorization, explain)."
+)
+@click.option(
+    "--method", "methods", multiple=True, help="Attribution methods judged (default: ig, saliency, grad_cam)."
+)
+@click.option(
+    "--bootstrap", type=click.IntRange(min=10), default=1000, show_default=True, help="Bias replicates."
+)
+@click.option(
+    "--fail-on", type=click.Choice(["warn", "fail"]), default=None, help="Exit 1 on findings this severe."
+)
+@click.option("--resume", default=None, help="Resume an interrupted audit by its id.")
+@click.option("--name", default=None, help="Audit name in the store.")
+@click.option("--json", "as_json", is_flag=True, help="Print the AuditResult JSON.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@_HOME_OPTION
+def audit_command(
+    generator,
+    reference,
+    judge_path,
+    policy,
+    n,
+    seed,
+    attributes,
+    intersections,
+    reference_shares,
+    reference_source,
+    reference_n,
+    stages,
+    methods,
+    bootstrap,
+    fail_on,
+    resume,
+    name,
+    as_json,
+    quiet,
+    home,
+) -> None:
+    """Audit GENERATOR (a trained run id or folder): bias, quality, memorization, explanations, findings."""
+    import yaml
+
+    from auditkit.audit import DEFAULT_METHODS, STAGES, audit
+    from auditkit.policy import exceeds
+    from auditkit.store import RunStore
+
+    store = RunStore(home)
+    shares = reference_shares
+    if reference_shares not in ("data", "uniform"):
+        path = Path(reference_shares)
+        if not path.is_file():
+            raise ConfigError(
+                f"--reference-shares {reference_shares!r} is not 'data', 'uniform' or a YAML file."
+            )
+        try:
+            shares = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read reference shares {path}: {exc}") from None
+        if not isinstance(shares, dict):
+            raise ConfigError(f"{path} must map each attribute to {{value: share}}.")
+    result = audit(
+        generator,
+        reference,
+        judge_path or _newest_judge(store, "use --judge"),
+        policy,
+        n=n,
+        seed=seed,
+        attributes=list(attributes) or None,
+        intersections=[tuple(p.strip() for p in i.split(",")) for i in intersections],
+        reference_shares=shares,
+        reference_source=reference_source,
+        reference_n=reference_n,
+        stages=list(stages) or STAGES,
+        explain_methods=list(methods) or DEFAULT_METHODS,
+        n_boot=bootstrap,
+        store=store,
+        name=name,
+        resume=resume,
+        progress=not quiet,
+    )
+    if as_json:
+        click.echo(result.to_json().decode())
+    else:
+        counts = result.data["findings"]["counts"]
+        click.echo(
+            f"audit {result.audit_id}: verdict {result.verdict.upper()} "
+            f"({counts['fail']} fail, {counts['warn']} warn, {counts['pass']} pass)"
+        )
+        for finding in result.at_least("warn")[:15]:
+            click.echo(f"  [{finding['severity']}] {finding['message']}")
+        more = len(result.at_least("warn")) - 15
+        if more > 0:
+            click.echo(f"  … and {more} more in {result.path / 'audit.json'}")
+        click.echo(f"result: {result.path / 'audit.json'}")
+    if fail_on and exceeds(result.verdict, fail_on):
+        return 1
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: run the CLI, turning user errors into one line and exit status 2."""
     try:

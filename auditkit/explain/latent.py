@@ -865,7 +865,7 @@ def _check_differentiable(generator: Any, z: torch.Tensor, labels: torch.Tensor 
     try:
         with torch.enable_grad():
             out = generator.forward(probe, labels)
-    except (GeneratorError, NotImplementedError) as exc:
+    except (GeneratorError, NotImplementedError, RuntimeError) as exc:  # RuntimeError: numpy() under autograd
         raise ExplainError(
             f"gradients are unavailable for generator {generator.name!r}: {exc} {advice}"
         ) from None
