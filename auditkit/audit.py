@@ -51,6 +51,7 @@ from auditkit.errors import ConfigError, StoreError
 from auditkit.policy import Observation, Policy, PolicyResult, evaluate
 
 SCHEMA = "auditkit.audit-result/1"
+SCHEMA_FILE = Path(__file__).resolve().parent / "schemas" / "audit-result-1.schema.json"
 STAGES = ("bias", "quality", "memorization", "explain")
 DEFAULT_METHODS = ("integrated_gradients", "saliency", "grad_cam")
 _VERDICT_LEVEL = {"trustworthy": 2, "questionable": 1, "failed": 0}
@@ -104,6 +105,18 @@ class AuditResult:
 
         atomic_write_bytes(Path(path), self.to_json())
         return Path(path)
+
+    def validate(self) -> None:
+        """Check the data against the published JSON Schema; ``ConfigError`` names the first violation."""
+        import jsonschema
+
+        schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+        error = jsonschema.exceptions.best_match(
+            jsonschema.Draft202012Validator(schema).iter_errors(self.data)
+        )
+        if error is not None:
+            where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+            raise ConfigError(f"audit result does not follow {SCHEMA_FILE.name} at {where}: {error.message}")
 
     @classmethod
     def load(cls, path: str | Path) -> AuditResult:
@@ -838,4 +851,4 @@ def _json_safe(value: Any) -> Any:
     return repr(value)
 
 
-__all__ = ["DEFAULT_METHODS", "SCHEMA", "STAGES", "AuditResult", "audit"]
+__all__ = ["DEFAULT_METHODS", "SCHEMA", "SCHEMA_FILE", "STAGES", "AuditResult", "audit"]

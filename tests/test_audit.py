@@ -167,6 +167,11 @@ def test_full_audit_is_deterministic_and_resumable(trained_judge, store, monkeyp
         assert hashlib.sha256(path.read_bytes()).hexdigest() == artifact["sha256"]
     assert {"explain/shape.png", "samples/colour.png"} <= {a["path"] for a in record["manifest"]["artifacts"]}
     assert AuditResult.load(first.path).to_json() == first.to_json()
+    first.validate()  # the published JSON Schema describes what the audit writes
+    broken = AuditResult(json.loads(first.to_json()))
+    broken.data["findings"]["findings"][0]["severity"] = "maybe"
+    with pytest.raises(ConfigError, match="findings/findings/0/severity"):
+        broken.validate()
 
     # interrupt at the memorization stage, then resume: finished stages load, the result is the same
     def interrupted(*args, **kwargs):
