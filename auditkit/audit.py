@@ -350,6 +350,34 @@ def audit(
         raise
 
 
+def training_data(run: str | Path, store: Any = None) -> Any:
+    """The data a training run learned from, rebuilt from its recorded config (Shapes with its skew, ...).
+
+    ``run`` is a run id in ``store`` or a run folder. Raises ``ConfigError`` when the run recorded no data
+    config (a generator brought from elsewhere): pass the reference data explicitly then.
+    """
+    from auditkit.data.sources import load_source
+
+    text = str(run)
+    folder = Path(text)
+    if not folder.is_dir() and text.startswith("run-"):
+        from auditkit.store import RunStore
+
+        folder = (store or RunStore()).get_run(text).path
+    if folder.is_file():
+        folder = folder.parent
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        data = dict(config["train"]["data"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ConfigError(
+            f"{run} records no training data config; pass the reference data explicitly "
+            "(--reference shapes|digits|FOLDER)."
+        ) from None
+    data.pop("condition", None)
+    return load_source(**data)
+
+
 # --------------------------------------------------------------------------- stage cache
 
 
@@ -851,4 +879,4 @@ def _json_safe(value: Any) -> Any:
     return repr(value)
 
 
-__all__ = ["DEFAULT_METHODS", "SCHEMA", "SCHEMA_FILE", "STAGES", "AuditResult", "audit"]
+__all__ = ["DEFAULT_METHODS", "SCHEMA", "SCHEMA_FILE", "STAGES", "AuditResult", "audit", "training_data"]

@@ -663,7 +663,10 @@ def explain(source, judge_path, attribute, method_names, target, n, size, seed, 
 @cli.command("audit")
 @click.argument("generator")
 @click.option(
-    "--reference", default="shapes", show_default=True, help=f"Labelled reference data: {SOURCES_HELP}."
+    "--reference",
+    default="training",
+    show_default=True,
+    help=f"Labelled reference data: 'training' (the run's own training data, rebuilt) or {SOURCES_HELP}.",
 )
 @click.option(
     "--judge", "judge_path", default=None, help="Judge run id or folder (default: the newest judge run)."
@@ -736,6 +739,10 @@ def audit_command(
     from auditkit.store import RunStore
 
     store = RunStore(home)
+    if reference == "training":
+        from auditkit.audit import training_data
+
+        reference = training_data(generator, store)
     shares = reference_shares
     if reference_shares not in ("data", "uniform"):
         path = Path(reference_shares)

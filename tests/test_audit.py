@@ -298,10 +298,28 @@ def test_cli_audit_gate_and_json(trained_judge, tmp_path) -> None:
     as_json = subprocess.run(args + ["--json"], capture_output=True, text=True, timeout=600)
     assert as_json.returncode == 0, as_json.stderr
     assert json.loads(as_json.stdout)["verdict"] == "fail"
+    common = ["--judge", str(folder), "--home", str(tmp_path / "home")]
+    no_data = subprocess.run(args[:5] + common, capture_output=True, text=True, timeout=600)
+    # the default reference is the run's own training data, which a bare generator file does not record
+    assert no_data.returncode == 2 and "records no training data config" in no_data.stderr
     bad = subprocess.run(
-        args[:5] + ["--judge", str(folder), "--attribute", "texture", "--home", str(tmp_path / "home")],
+        args[:5] + common + ["--reference", "shapes", "--attribute", "texture"],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert bad.returncode == 2 and "error: cannot audit" in bad.stderr
+
+
+def test_training_data_is_rebuilt_from_the_run_config(tmp_path) -> None:
+    from auditkit.audit import training_data
+
+    run = tmp_path / "run"
+    run.mkdir()
+    skew = {"colour": {"red": 0.6, "green": 0.2, "blue": 0.2}}
+    data_config = {"source": "shapes", "n": 50, "size": 32, "seed": 3, "skew": skew, "condition": "shape"}
+    (run / "config.json").write_text(json.dumps({"train": {"data": data_config}, "family": "dcgan"}))
+    rebuilt = training_data(run)
+    assert torch.equal(rebuilt.images, Shapes(50, seed=3, skew=skew).images)
+    with pytest.raises(ConfigError, match="records no training data config"):
+        training_data(tmp_path)
