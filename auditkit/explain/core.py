@@ -26,14 +26,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from auditkit.errors import ConfigError, DataError, ExplainError
+from auditkit.errors import ConfigError, ExplainError
 from auditkit.explain._budget import memory_budget as _resolve_budget
 from auditkit.explain._budget import rows_per_batch
+from auditkit.explain._inputs import check_images
 
 if TYPE_CHECKING:
     from auditkit.bias.judge import Judge
-
-_RANGE_TOLERANCE = 1e-4
 
 
 @dataclass(frozen=True)
@@ -219,7 +218,7 @@ def explain(
     opts = {**spec.defaults, **options}
     budget = _resolve_budget(memory_budget)
     module, vocab = _as_module(model, attribute, spec)
-    images = _check_images(images)
+    images = check_images(images)
     seed = _check_seed(seed)
     device = _module_device(module)
 
@@ -331,33 +330,6 @@ def _as_module(model: Any, attribute: str | None, spec: Method) -> tuple[nn.Modu
             )
         return _CallableModule(model), None
     raise ConfigError(f"model must be a torch module, a Judge or a callable; got {type(model).__name__}.")
-
-
-def _check_images(images: Any) -> torch.Tensor:
-    if not isinstance(images, torch.Tensor):
-        raise DataError(f"images must be a torch tensor N×C×H×W; got {type(images).__name__}.")
-    if images.ndim == 3:
-        raise DataError(
-            f"images must be N×C×H×W; got one image of shape {tuple(images.shape)}. Use images[None]."
-        )
-    if images.ndim != 4 or images.shape[0] == 0:
-        raise DataError(f"images must be a non-empty N×C×H×W tensor; got shape {tuple(images.shape)}.")
-    if not images.is_floating_point():
-        raise DataError(
-            f"images must be float in [0, 1]; got dtype {images.dtype}. Divide uint8 images by 255."
-        )
-    images = images.detach().float()
-    finite = torch.isfinite(images.flatten(1)).all(dim=1)
-    if not finite.all():
-        bad = (~finite).nonzero().flatten().tolist()
-        raise DataError(f"images {bad[:10]} contain NaN or infinite values; drop or repair them.")
-    lo, hi = images.min().item(), images.max().item()
-    if lo < -_RANGE_TOLERANCE or hi > 1 + _RANGE_TOLERANCE:
-        raise DataError(
-            f"images must lie in [0, 1]; got values in [{lo:.3g}, {hi:.3g}]. Rescale them (e.g. (x + 1) / 2 "
-            "for [-1, 1] images)."
-        )
-    return images
 
 
 def _check_seed(seed: Any) -> int:

@@ -74,12 +74,12 @@ from tqdm.auto import tqdm
 from auditkit._device import resolve_device
 from auditkit.errors import ConfigError, DataError, ExplainError
 from auditkit.explain._budget import rows_per_batch
+from auditkit.explain._inputs import check_images
 from auditkit.explain.core import Method, register_method
 
 SEGMENTATIONS = ("slic", "quickshift", "felzenszwalb")
 _ALGORITHMS = {"slic": slic, "quickshift": quickshift, "felzenszwalb": felzenszwalb}
 _RIDGE_ALPHA = 1.0  # lime's Ridge(alpha=1)
-_RANGE_TOLERANCE = 1e-4
 # On CPU a batch's activations should stay in cache: a small CNN on 224×224 images ran 2-4× slower per
 # image in batches of 10-100 than of 3 on one core. 2 MiB of input is 3 such images or 170 of 32×32.
 _CPU_BATCH_BYTES = 2 * 2**20
@@ -519,32 +519,7 @@ def _check_segments(segments: Any, n: int, h: int, w: int) -> np.ndarray:
 
 
 def _check_images(images: Any) -> torch.Tensor:
-    if not isinstance(images, torch.Tensor):
-        raise DataError(
-            f"images must be a float32 torch tensor N×C×H×W in [0, 1]; got {type(images).__name__}."
-        )
-    if images.ndim == 3:
-        raise DataError(
-            f"images must be N×C×H×W; got one image of shape {tuple(images.shape)}. Use images[None]."
-        )
-    if images.ndim != 4 or 0 in images.shape:
-        raise DataError(f"images must be a non-empty N×C×H×W tensor; got shape {tuple(images.shape)}.")
-    if images.dtype != torch.float32:
-        raise DataError(
-            f"images must be float32 in [0, 1]; got {images.dtype}. Use images.float() (divide uint8 by 255)."
-        )
-    images = images.detach().cpu().contiguous()
-    finite = torch.isfinite(images.flatten(1)).all(dim=1)
-    if not finite.all():
-        bad = (~finite).nonzero().flatten().tolist()
-        raise DataError(f"images {bad[:10]} contain NaN or infinite values; drop or repair them before LIME.")
-    lo, hi = images.min().item(), images.max().item()
-    if lo < -_RANGE_TOLERANCE or hi > 1 + _RANGE_TOLERANCE:
-        raise DataError(
-            f"images must lie in [0, 1]; got values in [{lo:.3g}, {hi:.3g}]. Rescale them (e.g. (x + 1) / 2 "
-            "for [-1, 1] images)."
-        )
-    return images
+    return check_images(images, float32_only=True, purpose=" before LIME").cpu().contiguous()
 
 
 def _check_target(target: Any, n: int) -> torch.Tensor:
