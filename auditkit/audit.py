@@ -591,11 +591,18 @@ def _quality_observations(quality: dict[str, Any], attrs: Sequence[str]) -> list
 
 
 def _memorization(samples, data, judge, seed, batch_size) -> dict[str, Any]:
-    from auditkit.metrics.compute import compare
+    from auditkit.metrics.compute import SourceFeatures, compare
 
     real = _real_features(data, judge, batch_size)
+    # Identical training images (frequent in synthetic data) would make the training set's own NN spacing
+    # 0; a copy of any of them is a copy of one distinct image, so the check runs on the distinct ones.
+    distinct = torch.unique(real.features, dim=0)
+    real = SourceFeatures(real.name, real.kind, {"features": distinct})
     fake = _fake_features(samples, judge, [])
-    return compare(real, fake, metrics=("memorization",), seed=seed)["memorization"]
+    result = compare(real, fake, metrics=("memorization",), seed=seed)["memorization"]
+    result["n_training_images"] = len(data)
+    result["n_distinct_training_features"] = int(distinct.shape[0])
+    return result
 
 
 def _explain(samples, judge, attrs, methods, seed, store, audit_id) -> dict[str, Any]:

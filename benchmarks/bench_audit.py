@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("--judge", default=None, help="judge run id (default: the newest)")
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--resume", default=None, help="an interrupted audit's id")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -47,6 +48,7 @@ def main() -> None:
         reference_shares="uniform",
         intersections=[("shape", "colour")],
         progress=False,
+        resume=args.resume,
     )
     wall = time.perf_counter() - start
     d = result.data
