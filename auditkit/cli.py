@@ -794,6 +794,63 @@ def audit_command(
         return 1
 
 
+def _audit_folder(store, ref: str) -> Path:
+    """An audit's folder from its id in the store or a path to the folder (or its audit.json)."""
+    path = Path(ref)
+    if path.exists():
+        return path.parent if path.is_file() else path
+    if ref.startswith("audit-"):
+        return store.get_audit(ref).path
+    raise ConfigError(f"{ref!r} is neither an audit id nor an audit folder; `auditkit runs list` shows runs.")
+
+
+@cli.command()
+@click.argument("audit_ref", metavar="AUDIT")
+@click.option("--reviewer", required=True, help="Who signs.")
+@click.option("--role", required=True, help="Their role (e.g. 'model risk officer').")
+@click.option("--decision", required=True, type=click.Choice(["approve", "reject", "conditional"]))
+@click.option("--comment", default="", help="Conditions, reasons, references.")
+@_HOME_OPTION
+def signoff(audit_ref, reviewer, role, decision, comment, home) -> None:
+    """Append a dated sign-off record to AUDIT (it renders in the report; earlier records are kept)."""
+    from auditkit.report.signoff import add_signoff
+    from auditkit.store import RunStore
+
+    folder = _audit_folder(RunStore(home), audit_ref)
+    record = add_signoff(folder, reviewer=reviewer, role=role, decision=decision, comment=comment)
+    click.echo(f"signed off {folder.name}: {record['decision']} by {record['reviewer']} ({record['date']})")
+
+
+@cli.command()
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--public-key", type=click.Path(dir_okay=False, exists=True), help="Ed25519 public key (PEM).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def verify(path, public_key, as_json) -> int:
+    """Check a report folder (or its manifest.json) against its manifest; exit 1 and name what changed."""
+    from auditkit.report.integrity import verify as run_verify
+
+    result = run_verify(path, public_key=public_key)
+    click.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.to_text())
+    return 0 if result.ok else 1
+
+
+@cli.command()
+@click.argument("audit_a", metavar="AUDIT_A")
+@click.argument("audit_b", metavar="AUDIT_B")
+@click.option("--fail-on-regression", is_flag=True, help="Exit 1 when AUDIT_B regresses against AUDIT_A.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_HOME_OPTION
+def diff(audit_a, audit_b, fail_on_regression, as_json, home) -> int:
+    """What changed from AUDIT_A to AUDIT_B: metrics (with interval overlap) and findings."""
+    from auditkit.report.diff import diff_audits
+    from auditkit.store import RunStore
+
+    store = RunStore(home)
+    result = diff_audits(_audit_folder(store, audit_a), _audit_folder(store, audit_b))
+    click.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.to_text())
+    return 1 if fail_on_regression and result.regressions else 0
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: run the CLI, turning user errors into one line and exit status 2."""
     try:

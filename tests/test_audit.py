@@ -11,6 +11,7 @@ import hashlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,29 +24,12 @@ from auditkit.bias.assess import assess_bias
 from auditkit.bias.representation import Reference
 from auditkit.data import Shapes
 from auditkit.data.shapes import ATTRIBUTES
-from auditkit.generators.base import BaseGenerator
 from auditkit.policy import Policy, evaluate
 
-SHAPE_SKEW = {"shape": {"circle": 0.5, "square": 0.3, "triangle": 0.2}}
+sys.path.insert(0, str(Path(__file__).parent))
+from _standins import SHAPE_SKEW, ShapesStandIn  # noqa: E402 - next to this file, not in a package
+
 BIAS_POLICY = {"policy": 1, "name": "bias only", "rules": {"bias.tvd": {"warn": 0.05, "fail": 0.10}}}
-
-
-class ShapesStandIn(BaseGenerator):
-    """Real Shapes images with a planted skew; each batch's images are seeded by its latents."""
-
-    def __init__(self, skew=None, nan_batch: int | None = None) -> None:
-        super().__init__(name="shapes-stand-in", latent_shape=(1,), image_shape=(3, 32, 32), batch_size=250)
-        self.skew = skew
-        self.nan_batch = nan_batch
-        self.calls = 0
-
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        seed = int(hashlib.sha256(z.numpy().tobytes()).hexdigest()[:8], 16)
-        images = Shapes(z.shape[0], seed=seed, skew=self.skew).images
-        self.calls += 1
-        if self.nan_batch is not None and self.calls > self.nan_batch:
-            images[0, 0, 0, 0] = float("nan")
-        return images
 
 
 class ScrambledJudge(Judge):

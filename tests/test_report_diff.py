@@ -9,18 +9,20 @@ must list the same changes as improvements.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
+import sys
+from pathlib import Path
 
 import pytest
-import torch
 
 from auditkit import ConfigError, RunStore
 from auditkit.audit import AuditResult, audit
 from auditkit.data import Shapes
-from auditkit.generators.base import BaseGenerator
 from auditkit.policy import Policy
 from auditkit.report.diff import FindingChange, MetricChange, VerdictChange, diff_audits
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _standins import ShapesStandIn  # noqa: E402 - next to this file, not in a package
 
 SHAPE_SKEW = {"shape": {"circle": 0.5, "square": 0.3, "triangle": 0.2}}
 POLICY = {
@@ -32,18 +34,6 @@ POLICY = {
         "quality.precision": {"warn": 0.6, "fail": 0.4},
     },
 }
-
-
-class ShapesStandIn(BaseGenerator):
-    """Real Shapes images with a planted skew, seeded by the latents (as in test_audit.py)."""
-
-    def __init__(self, skew=None) -> None:
-        super().__init__(name="shapes-stand-in", latent_shape=(1,), image_shape=(3, 32, 32), batch_size=250)
-        self.skew = skew
-
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        seed = int(hashlib.sha256(z.numpy().tobytes()).hexdigest()[:8], 16)
-        return Shapes(z.shape[0], seed=seed, skew=self.skew).images
 
 
 @pytest.fixture(scope="module")
