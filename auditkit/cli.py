@@ -851,6 +851,86 @@ def diff(audit_a, audit_b, fail_on_regression, as_json, home) -> int:
     return 1 if fail_on_regression and result.regressions else 0
 
 
+_REPORT_NAMES = {
+    "html": "report.html",
+    "pdf": "report.pdf",
+    "md": "report.md",
+    "json": "report.json",
+    "modelcard": "model-card.md",
+}
+
+
+@cli.command()
+@click.argument("audit_ref", metavar="AUDIT")
+@click.option(
+    "--format",
+    "formats",
+    multiple=True,
+    type=click.Choice(list(_REPORT_NAMES)),
+    default=("html", "pdf"),
+    show_default=True,
+    help="Report format (repeatable).",
+)
+@click.option(
+    "--template",
+    "template_dir",
+    type=click.Path(file_okay=False, exists=True),
+    default=None,
+    help="A copy of the reports/ folder with your templates.",
+)
+@click.option(
+    "--out",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Folder for the reports (default: the audit's folder).",
+)
+@click.option(
+    "--sign-key",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="Ed25519 private key (PEM) to sign the manifest.",
+)
+@_HOME_OPTION
+def report(audit_ref, formats, template_dir, out, sign_key, home) -> None:
+    """Render AUDIT as reports and write a manifest of SHA-256 hashes (``auditkit verify`` checks it).
+
+    In the audit's folder the manifest covers the reports, audit.json, every artifact and the sign-offs;
+    elsewhere it covers the reports written there (HTML and PDF embed everything they show).
+    """
+    from auditkit.audit import AuditResult
+    from auditkit.report.integrity import MANIFEST_FILE, write_manifest
+    from auditkit.report.render import write_report
+    from auditkit.store import RunStore
+
+    folder = _audit_folder(RunStore(home), audit_ref)
+    result = AuditResult.load(folder)
+    target = Path(out) if out else folder
+    target.mkdir(parents=True, exist_ok=True)
+    files: set[str] = set()
+    manifest = target / MANIFEST_FILE
+    if manifest.is_file():  # keep earlier reports of this folder covered
+        try:
+            files.update(
+                p for p in json.loads(manifest.read_text(encoding="utf-8"))["files"] if (target / p).is_file()
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ConfigError(f"{manifest} is damaged; delete it and render the reports again.") from None
+    for fmt in dict.fromkeys(formats):
+        path = write_report(result, fmt, target / _REPORT_NAMES[fmt], template_dir=template_dir)
+        files.add(path.name)
+        if fmt == "md":
+            files.update(p.relative_to(target).as_posix() for p in (target / "charts").glob("*.png"))
+        click.echo(f"wrote {path}")
+    if target.resolve() == folder.resolve():
+        files.add("audit.json")
+        files.update(a["path"] for a in result.data["manifest"]["artifacts"])
+        if (folder / "signoffs.json").is_file():
+            files.add("signoffs.json")
+    written = write_manifest(target, sorted(files), sign_key=sign_key)
+    signed = ", signed" if sign_key else ""
+    click.echo(f"wrote {written} ({len(files)} files{signed}); check with `auditkit verify {target}`")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: run the CLI, turning user errors into one line and exit status 2."""
     try:

@@ -95,3 +95,30 @@ def test_verify_names_what_changed(audits) -> None:
     done = _cli("verify", str(fair.path))
     assert done.returncode == 1 and "audit.json" in done.stdout
     (fair.path / "audit.json").write_bytes(data)
+
+
+def test_report_writes_html_pdf_and_a_manifest_that_verify_checks(audits, tmp_path) -> None:
+    home, (_, skewed) = audits
+    done = _cli("report", skewed.audit_id, "--format", "html", "--format", "pdf", "--home", str(home))
+    assert done.returncode == 0, done.stderr
+    assert (skewed.path / "report.html").is_file() and (skewed.path / "report.pdf").read_bytes()[
+        :5
+    ] == b"%PDF-"
+    listed = json.loads((skewed.path / "manifest.json").read_text())["files"]
+    assert {"report.html", "report.pdf", "audit.json"} <= set(listed)
+    assert {a["path"] for a in skewed.data["manifest"]["artifacts"]} <= set(listed)
+    assert _cli("verify", str(skewed.path)).returncode == 0
+    # a second format later keeps the first ones covered
+    assert _cli("report", skewed.audit_id, "--format", "md", "--home", str(home)).returncode == 0
+    listed = json.loads((skewed.path / "manifest.json").read_text())["files"]
+    assert {"report.html", "report.pdf", "report.md"} <= set(listed)
+    html = skewed.path / "report.html"
+    html.write_bytes(html.read_bytes().replace(b"FAIL", b"PASS", 1))
+    done = _cli("verify", str(skewed.path))
+    assert done.returncode == 1 and "report.html" in done.stdout
+    elsewhere = _cli(
+        "report", skewed.audit_id, "--format", "json", "--out", str(tmp_path / "out"), "--home", str(home)
+    )
+    assert elsewhere.returncode == 0, elsewhere.stderr
+    assert json.loads((tmp_path / "out" / "report.json").read_text()) == skewed.data
+    assert _cli("verify", str(tmp_path / "out")).returncode == 0
