@@ -11,6 +11,18 @@ from auditkit.generators.base import BaseGenerator
 
 SHAPE_SKEW = {"shape": {"circle": 0.5, "square": 0.3, "triangle": 0.2}}
 
+# A full audit (every stage) that takes about 10 s: for tests that need a realistic AuditResult.
+SMALL_AUDIT = {
+    "n": 300,
+    "seed": 5,
+    "progress": False,
+    "explain_methods": ("saliency",),
+    "explain_per_value": 1,
+    "n_boot": 50,
+    "quality_bootstrap": 10,
+    "intersections": [("shape", "colour")],
+}
+
 
 class ShapesStandIn(BaseGenerator):
     """Real Shapes images with a planted skew; each batch's images are seeded by its latents.

@@ -27,7 +27,7 @@ from auditkit.data.shapes import ATTRIBUTES
 from auditkit.policy import Policy, evaluate
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _standins import SHAPE_SKEW, ShapesStandIn  # noqa: E402 - next to this file, not in a package
+from _standins import SHAPE_SKEW, SMALL_AUDIT, ShapesStandIn  # noqa: E402 - next to this file, not in a package
 
 BIAS_POLICY = {"policy": 1, "name": "bias only", "rules": {"bias.tvd": {"warn": 0.05, "fail": 0.10}}}
 
@@ -123,17 +123,7 @@ def test_full_audit_is_deterministic_and_resumable(trained_judge, store, monkeyp
     import auditkit.audit as audit_module
 
     data = Shapes(400, seed=4)
-    options = dict(
-        n=300,
-        seed=5,
-        store=store,
-        progress=False,
-        explain_methods=("saliency",),
-        explain_per_value=1,
-        n_boot=50,
-        quality_bootstrap=10,
-        intersections=[("shape", "colour")],
-    )
+    options = dict(store=store, **SMALL_AUDIT)
     first = audit(ShapesStandIn(SHAPE_SKEW), data, trained_judge, **options)
     second = audit(ShapesStandIn(SHAPE_SKEW), data, trained_judge, **options)
     assert first.audit_id != second.audit_id

@@ -15,36 +15,26 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from PIL import Image
 
 from auditkit import ConfigError, RunStore
 from auditkit.audit import AuditResult, audit
 from auditkit.data import Shapes
-from auditkit.generators.base import BaseGenerator
 from auditkit.report import charts
 from auditkit.report.render import FORMATS, render_report, write_report
 from auditkit.resources import resource_dir
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _standins import SHAPE_SKEW, SMALL_AUDIT, ShapesStandIn  # noqa: E402 - next to this file, not in a package
+
 SCRIPT = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
-
-
-class ShapesStandIn(BaseGenerator):
-    """Real Shapes images with a planted shape skew (as in test_audit); batches seeded by their latents."""
-
-    def __init__(self) -> None:
-        super().__init__(name="shapes-stand-in", latent_shape=(1,), image_shape=(3, 32, 32), batch_size=250)
-
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        seed = int(hashlib.sha256(z.numpy().tobytes()).hexdigest()[:8], 16)
-        skew = {"shape": {"circle": 0.5, "square": 0.3, "triangle": 0.2}}
-        return Shapes(z.shape[0], seed=seed, skew=skew).images
 
 
 class _Page(HTMLParser):
@@ -84,20 +74,7 @@ class _Page(HTMLParser):
 @pytest.fixture(scope="module")
 def audited(trained_judge, tmp_path_factory) -> AuditResult:
     store = RunStore(tmp_path_factory.mktemp("home"))
-    return audit(
-        ShapesStandIn(),
-        Shapes(400, seed=4),
-        trained_judge,
-        n=300,
-        seed=5,
-        store=store,
-        progress=False,
-        explain_methods=("saliency",),
-        explain_per_value=1,
-        n_boot=50,
-        quality_bootstrap=10,
-        intersections=[("shape", "colour")],
-    )
+    return audit(ShapesStandIn(SHAPE_SKEW), Shapes(400, seed=4), trained_judge, store=store, **SMALL_AUDIT)
 
 
 @pytest.fixture(scope="module")
