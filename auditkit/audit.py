@@ -294,7 +294,10 @@ def audit(
             )
         if "explain" in stages:
             expl = runner.run(
-                "explain", lambda: _explain(samples, judge_obj, attrs, explain_methods, seed, store, info.id)
+                "explain",
+                lambda: _explain(
+                    samples, judge_obj, attrs, explain_methods, explain_per_value, seed, store, info.id
+                ),
             )
             latent = runner.run("latent", lambda: _latent(gen, judge_obj, attrs, seed, store, info.id))
             results["explain"] = {**expl, "latent": latent}
@@ -605,13 +608,12 @@ def _memorization(samples, data, judge, seed, batch_size) -> dict[str, Any]:
     return result
 
 
-def _explain(samples, judge, attrs, methods, seed, store, audit_id) -> dict[str, Any]:
+def _explain(samples, judge, attrs, methods, per_value, seed, store, audit_id) -> dict[str, Any]:
     from auditkit.explain import assess, explain, get_method, method_panel
 
     out: dict[str, Any] = {"methods": list(methods), "attributes": {}}
     for attr in attrs:
         values = samples["kept"].get(attr, [])
-        per_value = max(1, len(samples["arrays"][f"kept/{attr}/{values[0]}"]) // 2) if values else 0
         images = torch.cat([samples["arrays"][f"kept/{attr}/{v}"][:per_value] for v in values])
         target = torch.cat(
             [torch.full((min(per_value, len(samples["arrays"][f"kept/{attr}/{v}"])),), v) for v in values]

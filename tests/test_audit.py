@@ -133,6 +133,9 @@ def test_full_audit_is_deterministic_and_resumable(trained_judge, store, monkeyp
     assert record["schema"] == AuditResult.SCHEMA and record["verdict"] == first.verdict
     assert set(record) >= {"bias", "quality", "memorization", "explain", "findings", "manifest", "judge"}
     assert "shape×colour" in record["bias"]["scopes"] and record["quality"]["n_fake"] == 300
+    # the explanation sample is stratified: explain_per_value (1) image per judged value
+    explained = record["explain"]["attributes"]
+    assert explained["shape"]["n"] == 3 and explained["size"]["n"] == 2
     latent = record["explain"]["latent"]["attributes"]["shape"]  # the stand-in has no gradients: occlusion
     assert latent["method"] == "occlusion" and latent["figure"] == "explain/latent-shape.png"
     # every artifact listed with its hash, and the hashes are those of the files
