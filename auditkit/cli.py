@@ -702,6 +702,13 @@ def explain(source, judge_path, attribute, method_names, target, n, size, seed, 
     "--bootstrap", type=click.IntRange(min=10), default=1000, show_default=True, help="Bias replicates."
 )
 @click.option(
+    "--quality-bootstrap",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="Resamples for the quality intervals (0: none; on a CPU with a large reference, the slowest part).",
+)
+@click.option(
     "--fail-on", type=click.Choice(["warn", "fail"]), default=None, help="Exit 1 on findings this severe."
 )
 @click.option("--resume", default=None, help="Resume an interrupted audit by its id.")
@@ -724,6 +731,7 @@ def audit_command(
     stages,
     methods,
     bootstrap,
+    quality_bootstrap,
     fail_on,
     resume,
     name,
@@ -771,6 +779,7 @@ def audit_command(
         stages=list(stages) or STAGES,
         explain_methods=list(methods) or DEFAULT_METHODS,
         n_boot=bootstrap,
+        quality_bootstrap=quality_bootstrap,
         store=store,
         name=name,
         resume=resume,

@@ -262,6 +262,8 @@ def test_cli_audit_gate_and_json(trained_judge, tmp_path) -> None:
         "bias",
         "--bootstrap",
         "50",
+        "--quality-bootstrap",
+        "0",
         "--policy",
         str(policy),
         "--home",
