@@ -940,6 +940,52 @@ def report(audit_ref, formats, template_dir, out, sign_key, home) -> None:
     click.echo(f"wrote {written} ({len(files)} files{signed}); check with `auditkit verify {target}`")
 
 
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@cli.command()
+@_HOME_OPTION
+@click.option("--port", type=click.IntRange(1, 65535), default=8501, show_default=True)
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback only for now)."
+)
+def dashboard(home, port, host) -> None:
+    """Open the reviewers' dashboard (Streamlit) on the run store, bound to 127.0.0.1."""
+    import os
+    import subprocess
+
+    from auditkit.resources import resource_dir
+    from auditkit.store import RunStore
+
+    if host not in _LOOPBACK:
+        raise ConfigError(
+            f"--host {host} would expose the dashboard beyond this machine, and it has no password gate yet; "
+            "bind to 127.0.0.1 and reach it through an SSH tunnel (ssh -L 8501:127.0.0.1:8501 host)."
+        )
+    store = RunStore(home)
+    app = resource_dir("dashboards") / "app.py"
+    if not app.is_file():
+        raise ConfigError(f"the dashboard app {app} is missing; reinstall auditkit.")
+    env = {**os.environ, "AUDITKIT_HOME": str(store.home)}
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app),
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    click.echo(f"dashboard on http://{host}:{port} for {store.home} (Ctrl-C stops it)")
+    return subprocess.call(command, env=env)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: run the CLI, turning user errors into one line and exit status 2."""
     try:
