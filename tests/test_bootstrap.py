@@ -299,3 +299,22 @@ def test_errors() -> None:
         kid_ci(np.ones((10, 3)), bad)
     with pytest.raises(DataError, match="dimension"):
         kid_ci(np.ones((10, 3)), np.ones((10, 4)))
+
+
+def test_intervals_stay_within_the_metrics_range() -> None:
+    # near-identical samples: recall and precision sit near 1 and FID near 0, where the centred interval of
+    # the raw bootstrap quantiles reaches past the bounds; clipped, it must not
+    rng = np.random.default_rng(11)
+    real = rng.standard_normal((150, 4))
+    fake = real + 0.01 * rng.standard_normal((150, 4))
+    out = prdc_ci(real, fake, 5, n_resamples=50, seed=3)
+    for key in ("precision", "recall", "coverage"):
+        iv = out[key]
+        raw_high = float(np.quantile(iv.distribution, 0.975) - iv.bias)
+        assert 0.0 <= iv.low <= iv.high <= 1.0
+        assert raw_high > 1.0  # the case the clipping exists for
+        assert iv.high == pytest.approx(min(1.0, raw_high), abs=1e-12)
+    assert out["density"].low >= 0.0
+    fid = fid_ci(real, fake, n_resamples=50, seed=3)
+    raw_low = float(np.quantile(fid.distribution, 0.025) - fid.bias)
+    assert raw_low < 0.0 and fid.low == 0.0

@@ -43,7 +43,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -364,7 +364,7 @@ def fid_ci(
 
     out = _bootstrap(evaluate, [len(r), len(f)], n_resamples, confidence, seed, method, progress, "FID")
     assert isinstance(out, Interval)
-    return out
+    return _within(out, 0.0, None)
 
 
 def prdc_ci(
@@ -414,7 +414,20 @@ def prdc_ci(
 
     out = _bootstrap(evaluate, [len(r), len(f)], n_resamples, confidence, seed, method, progress, "PRDC")
     assert isinstance(out, dict)
-    return out
+    bounds = {"precision": (0.0, 1.0), "recall": (0.0, 1.0), "coverage": (0.0, 1.0), "density": (0.0, None)}
+    return {key: _within(iv, *bounds[key]) for key, iv in out.items()}
+
+
+def _within(interval: Interval, lowest: float | None, highest: float | None) -> Interval:
+    """The interval clipped to the values the metric can take.
+
+    "basic" and "centred" intervals shift the bootstrap quantiles, so near a bound (recall 0.99, FID near 0)
+    they can reach past it (recall 1.02); no true value lies there, so the clipped interval covers exactly
+    what the shifted one covers.
+    """
+    low = interval.low if lowest is None else max(interval.low, lowest)
+    high = interval.high if highest is None else min(interval.high, highest)
+    return replace(interval, low=low, high=high)
 
 
 def _kernel(a: torch.Tensor, b: torch.Tensor, gamma: float, coef: float, degree: int) -> torch.Tensor:
