@@ -39,6 +39,7 @@ import re
 import secrets
 import shutil
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -223,10 +224,7 @@ class RunStore:
                 "AUDITKIT_HOME (or pass home=) to a folder you can write"
             )
         with self._connect() as conn:
-            # Persistent in the file, so only the first opener switches; a file system without WAL support
-            # keeps the rollback journal, which is just as crash-safe but blocks readers during commits.
-            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                conn.execute("PRAGMA journal_mode=WAL")
+            _use_wal(conn)
             _migrate(conn, MIGRATIONS)
 
     @property
@@ -884,6 +882,26 @@ def _schema_version(conn: sqlite3.Connection) -> int:
         return 0
     row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     return int(row[0]) if row else 0
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL once (the mode is persistent, so only the first opener does it).
+
+    Changing the journal mode needs the database to itself, and SQLite answers "database is locked" at
+    once instead of waiting out the busy timeout, so several processes opening a new store together retry
+    here. A file system without WAL support keeps the rollback journal: as crash-safe, but readers block
+    during commits.
+    """
+    deadline = time.monotonic() + _BUSY_TIMEOUT_S
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _migrate(conn: sqlite3.Connection, migrations: Sequence[tuple[int, Sequence[str]]]) -> int:
