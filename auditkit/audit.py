@@ -27,6 +27,7 @@ the ``runtime`` section (audit id, dates, timings) is byte-identical for the sam
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -272,16 +273,18 @@ def audit(
             )
             results["bias"] = bias
             observations += _bias_observations(bias)
+        # the reference's judge features serve quality and memorization: extract them once, on first use
+        real_features = functools.cache(lambda: _real_features(data, judge_obj, batch_size))
         if "quality" in stages:
             quality = runner.run(
                 "quality",
-                lambda: _quality(samples, data, judge_obj, attrs, quality_bootstrap, seed, batch_size),
+                lambda: _quality(samples, real_features(), judge_obj, attrs, quality_bootstrap, seed),
             )
             results["quality"] = quality
             observations += _quality_observations(quality, attrs)
         if "memorization" in stages:
             mem = runner.run(
-                "memorization", lambda: _memorization(samples, data, judge_obj, seed, batch_size)
+                "memorization", lambda: _memorization(samples, real_features(), judge_obj, len(data), seed)
             )
             results["memorization"] = mem
             observations.append(
@@ -535,10 +538,9 @@ def _fake_features(samples, judge, attrs):
     )
 
 
-def _quality(samples, data, judge, attrs, bootstrap, seed, batch_size) -> dict[str, Any]:
+def _quality(samples, real, judge, attrs, bootstrap, seed) -> dict[str, Any]:
     from auditkit.metrics.compute import compare
 
-    real = _real_features(data, judge, batch_size)
     fake = _fake_features(samples, judge, attrs)
     result = compare(
         real,
@@ -593,17 +595,16 @@ def _quality_observations(quality: dict[str, Any], attrs: Sequence[str]) -> list
     return obs
 
 
-def _memorization(samples, data, judge, seed, batch_size) -> dict[str, Any]:
+def _memorization(samples, real, judge, n_training, seed) -> dict[str, Any]:
     from auditkit.metrics.compute import SourceFeatures, compare
 
-    real = _real_features(data, judge, batch_size)
     # Identical training images (frequent in synthetic data) would make the training set's own NN spacing
     # 0; a copy of any of them is a copy of one distinct image, so the check runs on the distinct ones.
     distinct = torch.unique(real.features, dim=0)
     real = SourceFeatures(real.name, real.kind, {"features": distinct})
     fake = _fake_features(samples, judge, [])
     result = compare(real, fake, metrics=("memorization",), seed=seed)["memorization"]
-    result["n_training_images"] = len(data)
+    result["n_training_images"] = n_training
     result["n_distinct_training_features"] = int(distinct.shape[0])
     return result
 
