@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from auditkit.errors import AuditKitError, ConfigError
+from auditkit.report.bundle import REPORT_NAMES as _REPORT_NAMES
 
 SOURCES_HELP = "'shapes', 'digits', or a folder of images"
 
@@ -250,28 +251,29 @@ def store_check(home: str | None, repair: bool) -> None:
 @cli.command()
 @_HOME_OPTION
 @click.option(
-    "--out",
-    type=click.Path(file_okay=False),
-    default="demo-out",
-    show_default=True,
-    help="Folder for the demo's files.",
-)
-@click.option(
-    "--n",
-    "n",
-    type=click.IntRange(min=100),
-    default=5000,
-    show_default=True,
-    help="Shapes images to generate.",
+    "--quick", is_flag=True, help="Smoke-test sizes (under 3 minutes on 2 CPU cores); numbers mean little."
 )
 @click.option("--seed", type=int, default=0, show_default=True)
-def demo(home: str | None, out: str, n: int, seed: int) -> None:
-    """Run the demo: a skewed Shapes data set, its labelled preview, and a store entry."""
+@click.option("--no-progress", is_flag=True, help="No progress bars (for logs).")
+def demo(home: str | None, quick: bool, seed: int, no_progress: bool) -> None:
+    """Run the demo end to end: skewed Shapes, judge, DCGAN, audit, HTML and PDF reports, all in the store.
+
+    About 7 minutes on 2 CPU cores (``--quick``: under 3). Prints the report paths and the command that
+    opens the dashboard on the same store.
+    """
     from auditkit.demo import run_demo
 
-    result = run_demo(home=home, out=out, n=n, seed=seed, echo=click.echo)
-    click.echo(f"\npreview : {result.preview}\nrun     : {result.run_id}\nstore   : {result.home}")
-    click.echo(f"next    : auditkit runs show {result.run_id} --home {result.home}")
+    result = run_demo(home=home, quick=quick, seed=seed, progress=not no_progress, echo=click.echo)
+    total = sum(result.timings.values())
+    click.echo(
+        f"\ndone in {total / 60:.1f} min ("
+        + ", ".join(f"{k} {v:.0f} s" for k, v in result.timings.items())
+        + f")\nverdict   : {result.verdict.upper()} (audit {result.audit_id})"
+    )
+    for fmt, path in result.reports.items():
+        click.echo(f"{fmt.upper() + ' report':<10}: {path}")
+    click.echo(f"store     : {result.home}")
+    click.echo(f"dashboard : auditkit dashboard --home {result.home}")
 
 
 @cli.command()
@@ -860,15 +862,6 @@ def diff(audit_a, audit_b, fail_on_regression, as_json, home) -> int:
     return 1 if fail_on_regression and result.regressions else 0
 
 
-_REPORT_NAMES = {
-    "html": "report.html",
-    "pdf": "report.pdf",
-    "md": "report.md",
-    "json": "report.json",
-    "modelcard": "model-card.md",
-}
-
-
 @cli.command()
 @click.argument("audit_ref", metavar="AUDIT")
 @click.option(
@@ -907,37 +900,20 @@ def report(audit_ref, formats, template_dir, out, sign_key, home) -> None:
     elsewhere it covers the reports written there (HTML and PDF embed everything they show).
     """
     from auditkit.audit import AuditResult
-    from auditkit.report.integrity import MANIFEST_FILE, write_manifest
-    from auditkit.report.render import write_report
+    from auditkit.report.bundle import write_reports
     from auditkit.store import RunStore
 
     folder = _audit_folder(RunStore(home), audit_ref)
-    result = AuditResult.load(folder)
-    target = Path(out) if out else folder
-    target.mkdir(parents=True, exist_ok=True)
-    files: set[str] = set()
-    manifest = target / MANIFEST_FILE
-    if manifest.is_file():  # keep earlier reports of this folder covered
-        try:
-            files.update(
-                p for p in json.loads(manifest.read_text(encoding="utf-8"))["files"] if (target / p).is_file()
-            )
-        except (OSError, ValueError, KeyError, TypeError):
-            raise ConfigError(f"{manifest} is damaged; delete it and render the reports again.") from None
-    for fmt in dict.fromkeys(formats):
-        path = write_report(result, fmt, target / _REPORT_NAMES[fmt], template_dir=template_dir)
-        files.add(path.name)
-        if fmt == "md":
-            files.update(p.relative_to(target).as_posix() for p in (target / "charts").glob("*.png"))
+    bundle = write_reports(
+        AuditResult.load(folder), formats, out, template_dir=template_dir, sign_key=sign_key
+    )
+    for path in bundle.reports.values():
         click.echo(f"wrote {path}")
-    if target.resolve() == folder.resolve():
-        files.add("audit.json")
-        files.update(a["path"] for a in result.data["manifest"]["artifacts"])
-        if (folder / "signoffs.json").is_file():
-            files.add("signoffs.json")
-    written = write_manifest(target, sorted(files), sign_key=sign_key)
     signed = ", signed" if sign_key else ""
-    click.echo(f"wrote {written} ({len(files)} files{signed}); check with `auditkit verify {target}`")
+    click.echo(
+        f"wrote {bundle.manifest} ({len(bundle.covered)} files{signed}); "
+        f"check with `auditkit verify {bundle.manifest.parent}`"
+    )
 
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")

@@ -1,4 +1,4 @@
-"""Where the top-level ``dashboards/`` and ``reports/`` folders are, in a source tree or an installed package.
+"""Where the top-level ``dashboards/``, ``reports/`` and ``configs/`` folders are, in a checkout or a wheel.
 
 A wheel carries them as ``auditkit/_bundled/<name>`` (see ``pyproject.toml``); a source checkout or an
 editable install has them beside the ``auditkit`` package.
@@ -14,16 +14,16 @@ from auditkit.errors import AuditKitError
 _PACKAGE = Path(__file__).resolve().parent
 
 
-def resource_dir(name: Literal["dashboards", "reports"]) -> Path:
-    """The folder holding the dashboard app (``"dashboards"``) or the report templates (``"reports"``).
+def resource_dir(name: Literal["dashboards", "reports", "configs"]) -> Path:
+    """The folder holding the dashboard app, the report templates or the example training configs.
 
     Raises
     ------
     AuditKitError
         When neither the installed copy nor the source-tree copy exists (a broken install).
     """
-    if name not in ("dashboards", "reports"):
-        raise AuditKitError(f"unknown resource folder {name!r}; choose 'dashboards' or 'reports'.")
+    if name not in ("dashboards", "reports", "configs"):
+        raise AuditKitError(f"unknown resource folder {name!r}; choose 'dashboards', 'reports' or 'configs'.")
     for candidate in (_PACKAGE / "_bundled" / name, _PACKAGE.parent / name):
         if candidate.is_dir():
             return candidate

@@ -38,7 +38,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_wheel_ships_resource_folders(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    for folder in ("dashboards", "reports"):
+    for folder in ("dashboards", "reports", "configs"):
         tracked = [p.relative_to(ROOT / folder).as_posix() for p in (ROOT / folder).rglob("*") if p.is_file()]
         assert tracked, f"{folder}/ is empty in the source tree"
         for rel in tracked:
