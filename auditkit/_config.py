@@ -27,6 +27,22 @@ def _describe(error: ValidationError, what: str) -> str:
     return f"bad {what}: " + "; ".join(parts) + "."
 
 
+def describe_parse_error(exc: Exception) -> str:
+    """A YAML or JSON parse error on one line: what is wrong and where.
+
+    PyYAML's own text spans several lines with a caret drawing, which the CLI's one-line ``error:`` cannot
+    show; its ``problem`` and marks say the same in a sentence.
+    """
+    problem, mark = getattr(exc, "problem", None), getattr(exc, "problem_mark", None)
+    if not problem or mark is None:
+        return " ".join(str(exc).split())
+    text = f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and start is not None:
+        text += f" ({context} that starts at line {start.line + 1}, column {start.column + 1})"
+    return text
+
+
 def validate(model: type[BaseModel], values: Mapping[str, Any] | None, what: str) -> Any:
     """``model(**values)`` with pydantic's errors turned into one readable ``ConfigError``."""
     if values is None:
@@ -39,4 +55,4 @@ def validate(model: type[BaseModel], values: Mapping[str, Any] | None, what: str
         raise ConfigError(_describe(exc, what)) from None
 
 
-__all__ = ["validate"]
+__all__ = ["describe_parse_error", "validate"]

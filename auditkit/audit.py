@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
@@ -330,7 +331,8 @@ def audit(
             (
                 {"path": a.relpath, "sha256": a.sha256, "bytes": a.size}
                 for a in store.artifacts(info.id)
-                if not a.relpath.startswith("stages/")
+                # audit.json cannot list itself (one left by an interrupted run would be stale)
+                if not a.relpath.startswith("stages/") and a.relpath != "audit.json"
             ),
             key=lambda a: a["path"],
         )
@@ -369,7 +371,7 @@ def training_data(run: str | Path, store: Any = None) -> Any:
     if not folder.is_dir() and text.startswith("run-"):
         from auditkit.store import RunStore
 
-        folder = (store or RunStore()).get_run(text).path
+        folder = (store or RunStore()).folder(text)
     if folder.is_file():
         folder = folder.parent
     try:
@@ -400,29 +402,44 @@ class _Stages:
         )
 
     def run(self, name: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        meta_path = self.store.artifact_path(self.audit_id, f"stages/{name}.json")
-        if meta_path.is_file():
-            cached = json.loads(meta_path.read_text(encoding="utf-8"))
-            if cached.get("key") == self.key:
-                value = cached["value"]
-                if cached.get("arrays"):
-                    blob = self.store.artifact_path(self.audit_id, f"stages/{name}.safetensors").read_bytes()
-                    value["arrays"] = load_safetensors(blob)
-                self.timings[name] = 0.0
-                return value
+        cached = self._cached(name)
+        if cached is not None:
+            self.timings[name] = 0.0
+            return cached
         start = time.perf_counter()
         value = compute()
         self.timings[name] = time.perf_counter() - start
         arrays = value.pop("arrays", None)
         if arrays is not None:
             self.store.write_artifact(self.audit_id, f"stages/{name}.safetensors", save_safetensors(arrays))
-        self.store.write_artifact(
-            self.audit_id,
-            f"stages/{name}.json",
-            json_bytes({"key": self.key, "arrays": arrays is not None, "value": _json_safe(value)}),
-        )
+        # Keys stay in the order they were computed in (json_bytes would sort them): findings list groups
+        # in dict order, so a stage loaded on resume must read exactly like the one just computed.
+        record = {"key": self.key, "arrays": arrays is not None, "value": _json_safe(value)}
+        text = json.dumps(record, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+        self.store.write_artifact(self.audit_id, f"stages/{name}.json", text.encode())
         if arrays is not None:
             value["arrays"] = arrays
+        return value
+
+    def _cached(self, name: str) -> dict[str, Any] | None:
+        """Stage ``name``'s stored result, if it was computed with this key and its files are readable.
+
+        A damaged cache file (edited, truncated by a copy) is a miss: the stage is computed again and its
+        files rewritten, which gives the same result since every stage is seeded.
+        """
+        meta_path = self.store.artifact_path(self.audit_id, f"stages/{name}.json")
+        if not meta_path.is_file():
+            return None
+        try:
+            cached = json.loads(meta_path.read_text(encoding="utf-8"))
+            if cached.get("key") != self.key:
+                return None
+            value = cached["value"]
+            if cached.get("arrays"):
+                blob = self.store.artifact_path(self.audit_id, f"stages/{name}.safetensors").read_bytes()
+                value["arrays"] = load_safetensors(blob)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, SafetensorError):
+            return None  # (UnicodeDecodeError and JSONDecodeError are ValueErrors)
         return value
 
 

@@ -33,7 +33,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from auditkit._config import validate
+from auditkit._config import describe_parse_error, validate
 from auditkit.errors import ConfigError
 
 Severity = Literal["pass", "warn", "fail"]
@@ -135,7 +135,7 @@ class Policy:
                 raw = path.read_bytes()
                 values = yaml.safe_load(raw.decode("utf-8"))
             except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-                raise ConfigError(f"cannot read policy file {path}: {exc}") from None
+                raise ConfigError(f"cannot read policy file {path}: {describe_parse_error(exc)}") from None
             digest = hashlib.sha256(raw).hexdigest()
             where = f"policy file {path}"
             source = str(path)

@@ -449,6 +449,19 @@ class RunStore:
 
     # -- artifacts ------------------------------------------------------------------------------------
 
+    def folder(self, owner_id: str) -> Path:
+        """The folder of a run or audit; ``StoreError`` if the id is unknown or its folder was deleted."""
+        self._check_id(owner_id)
+        with self._connect() as conn:
+            self._require_owner(conn, owner_id)
+        owner_dir = self._owner_dir(owner_id)
+        if not owner_dir.is_dir():
+            raise StoreError(
+                f"the folder {owner_dir} of {owner_id} is missing although the index lists it; restore it "
+                "from a backup, and run `auditkit store check` to see what else is damaged"
+            )
+        return owner_dir
+
     def artifact_path(self, owner_id: str, relpath: str) -> Path:
         """Where the file ``relpath`` of a run or audit lives (whether or not it exists yet).
 
@@ -733,15 +746,7 @@ class RunStore:
         """Validate owner and path, and create the file's parent folders if asked; returns
         ``(target, clean relpath)``."""
         rel = _relpath(relpath)
-        self._check_id(owner_id)
-        with self._connect() as conn:
-            self._require_owner(conn, owner_id)
-        owner_dir = self._owner_dir(owner_id)
-        if not owner_dir.is_dir():
-            raise StoreError(
-                f"the folder {owner_dir} of {owner_id} is missing although the index lists it; "
-                "run `auditkit store check` to see what else is damaged"
-            )
+        self.folder(owner_id)
         target = self._target(owner_id, rel)
         missing = []
         folder = target.parent

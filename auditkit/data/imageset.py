@@ -158,9 +158,20 @@ def _check_images(images: torch.Tensor) -> None:
         return
     lo, hi = (float(v) for v in torch.aminmax(images))  # min/max propagate NaN: one pass checks both
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise DataError("images contain NaN or infinite values; fix the source or the generator.")
-    if lo < 0.0 or hi > 1.0:
+        first = _first_image(~torch.isfinite(images))
         raise DataError(
-            f"images must lie in [0, 1]; found values from {lo:.4g} to {hi:.4g}. "
+            f"images contain NaN or infinite values (first at image {first}); fix the source or the "
+            "generator."
+        )
+    if lo < 0.0 or hi > 1.0:
+        first = _first_image((images < 0.0) | (images > 1.0))
+        raise DataError(
+            f"images must lie in [0, 1]; found values from {lo:.4g} to {hi:.4g} (first outside at image "
+            f"{first}). "
             "Rescale (e.g. (x + 1) / 2 for [-1, 1] data) before building the set."
         )
+
+
+def _first_image(bad: torch.Tensor) -> int:
+    """Index of the first image with a ``True`` in the N×... mask (only computed once a check failed)."""
+    return int(bad.flatten(1).any(1).nonzero()[0])

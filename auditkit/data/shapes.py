@@ -326,7 +326,11 @@ def _load_spec(spec: Mapping[str, Any] | str | Path | None) -> Mapping[str, Any]
     try:
         loaded = yaml.safe_load(text)  # YAML is a superset of JSON, so both spellings work
     except yaml.YAMLError as exc:
-        raise ConfigError(f"could not parse skew {str(spec)!r} as YAML/JSON: {exc}") from None
+        from auditkit._config import describe_parse_error
+
+        raise ConfigError(
+            f"could not parse skew {str(spec)!r} as YAML/JSON: {describe_parse_error(exc)}"
+        ) from None
     if not isinstance(loaded, Mapping):
         raise ConfigError(
             f"skew {str(spec)!r} is neither a preset ({', '.join(SKEW_PRESETS)}) nor a mapping; write e.g. "

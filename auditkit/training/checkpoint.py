@@ -186,7 +186,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
             metadata = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no iteration)
     except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightsError(f"checkpoint {path} is damaged or not a safetensors file ({exc}).") from None
+        raise WeightsError(
+            f"checkpoint {path} is damaged or not a safetensors file ({exc}); restore it, or unindex and "
+            "delete it (RunStore.remove_artifact) to resume from the checkpoint before it."
+        ) from None
     if metadata.get("format") != FORMAT:
         raise WeightsError(
             f"{path} is not an auditkit training checkpoint (format {metadata.get('format')!r})."

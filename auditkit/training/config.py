@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from auditkit._config import validate
+from auditkit._config import describe_parse_error, validate
 from auditkit.errors import ConfigError
 
 
@@ -88,7 +88,9 @@ def load_config(source: TrainConfig | Mapping[str, Any] | str | Path) -> TrainCo
                 text = path.read_text(encoding="utf-8")
                 values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
             except (OSError, UnicodeDecodeError, yaml.YAMLError, json.JSONDecodeError) as exc:
-                raise ConfigError(f"cannot read training config {path}: {exc}") from None
+                raise ConfigError(
+                    f"cannot read training config {path}: {describe_parse_error(exc)}"
+                ) from None
             what = f"training config {path}"
         else:
             values, what = source, "training config"

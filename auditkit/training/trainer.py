@@ -188,6 +188,7 @@ class Trainer:
         self.echo = echo or (lambda message: None)
         if resume is not None:
             run = self.store.get_run(resume)
+            self.store.folder(resume)  # its checkpoints and log live there: fail now, not halfway
             stored = load_config(run.config.get("train", run.config))
             if config is not None:
                 wanted = load_config(config)
@@ -273,7 +274,8 @@ class Trainer:
         checkpoints = self._checkpoints()
         if not checkpoints:
             self.echo(f"run {self.run_id} has no checkpoint yet; starting it from step 0")
-            self._truncate_log(0)
+            if self.dist.is_main:
+                self._truncate_log(0)
             return
         step, rel = checkpoints[-1]
         ckpt = load_checkpoint(self.store.artifact_path(self.run_id, rel), device=self.device)
@@ -285,15 +287,29 @@ class Trainer:
         ckpt.restore_rng()
         self.step = ckpt.step
         if self.dist.is_main:
-            self._truncate_log(self.step)
+            kept = self._truncate_log(self.step)
+            # A crash between writing this checkpoint and flushing the metrics before it left those rows in
+            # the log only; the steps will not be redone, so the index gets them now.
+            indexed = {m.step for m in self.store.metrics(self.run_id)}
+            self._pending = [row for row in kept if row["step"] not in indexed]
+            self._flush_metrics()
         self.echo(f"resumed run {self.run_id} from step {self.step} ({rel})")
 
-    def _truncate_log(self, step: int) -> None:
+    def _truncate_log(self, step: int) -> list[dict[str, Any]]:
+        """Cut the log back to ``step`` (a resume redoes the steps after it); return the rows kept."""
         path = self.run.path / METRICS_FILE
         if not path.is_file():
-            return
-        kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        atomic_write_bytes(path, "".join(line + "\n" for line in kept).encode())
+            return []
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue  # the last line, cut short by a crash in the middle of appending it
+            if row["step"] <= step:
+                kept.append((line, row))
+        atomic_write_bytes(path, "".join(line + "\n" for line, _ in kept).encode())
+        return [row for _, row in kept]
 
     # -- the loop -------------------------------------------------------------------------------------
 
