@@ -159,12 +159,17 @@ def runs() -> None:
 @_HOME_OPTION
 @click.option("--kind", default=None, help="Only runs of this kind (e.g. data, train, demo).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def runs_list(home: str | None, kind: str | None, as_json: bool) -> None:
+@click.option("-q", "--quiet", is_flag=True, help="Print only the ids, one per line (for scripts).")
+def runs_list(home: str | None, kind: str | None, as_json: bool, quiet: bool) -> None:
     """List runs, newest first."""
     from auditkit.store import RunStore
 
     store = RunStore(home)
     found = store.list_runs(kind=kind)
+    if quiet:
+        for r in found:
+            click.echo(r.id)
+        return
     if as_json:
         rows = [
             {
@@ -224,6 +229,40 @@ def runs_show(run_id: str, home: str | None, as_json: bool) -> None:
     click.echo("artifacts:")
     for a in artifacts:
         click.echo(f"  {a['path']:<28} {a['size']:>10} B  sha256 {a['sha256'][:16]}…")
+
+
+@cli.group()
+def audits() -> None:
+    """List the audits in the store."""
+
+
+@audits.command("list")
+@_HOME_OPTION
+@click.option("--run", "run_id", default=None, help="Only audits of this run.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the ids, one per line (for scripts).")
+def audits_list(home: str | None, run_id: str | None, as_json: bool, quiet: bool) -> None:
+    """List audits, newest first, with their verdicts."""
+    from auditkit.store import RunStore
+
+    store = RunStore(home)
+    found = store.list_audits(run_id=run_id)
+    if quiet:
+        for a in found:
+            click.echo(a.id)
+        return
+    if as_json:
+        keys = ("id", "run_id", "name", "status", "verdict", "created_at")
+        rows = [{k: getattr(a, k) for k in keys} | {"path": str(a.path)} for a in found]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not found:
+        click.echo(f"no audits in {store.home}")
+        return
+    click.echo(f"{'ID':<32} {'STATUS':<11} {'VERDICT':<8} {'CREATED':<20} RUN")
+    for a in found:
+        verdict = (a.verdict or "-").upper()
+        click.echo(f"{a.id:<32} {a.status:<11} {verdict:<8} {a.created_at[:19]:<20} {a.run_id or ''}")
 
 
 @cli.group()
@@ -332,8 +371,10 @@ def _config_values(config: str | None, resume: str | None, flags: dict) -> dict 
     if config is not None:
         try:
             values = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read training config {config}: {exc}") from None
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            from auditkit._config import describe_parse_error
+
+            raise ConfigError(f"cannot read training config {config}: {describe_parse_error(exc)}") from None
         if not isinstance(values, dict):
             raise ConfigError(f"training config {config} must be a mapping of keys to values.")
     data = dict(values.get("data") or {})
@@ -386,7 +427,11 @@ def sample(
     from auditkit.training.trainer import grid_png
 
     target = Path(run)
-    path = target if target.exists() else RunStore(home).get_run(run).path
+    if target.exists():
+        path = target
+    else:
+        store = RunStore(home)
+        path = store.folder(store.get_run(run).id)
     gen = load_generator(path, device=device)
     chosen = None
     if labels is not None:
@@ -763,7 +808,9 @@ def audit_command(
         try:
             shares = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read reference shares {path}: {exc}") from None
+            from auditkit._config import describe_parse_error
+
+            raise ConfigError(f"cannot read reference shares {path}: {describe_parse_error(exc)}") from None
         if not isinstance(shares, dict):
             raise ConfigError(f"{path} must map each attribute to {{value: share}}.")
     result = audit(
@@ -923,26 +970,70 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 @_HOME_OPTION
 @click.option("--port", type=click.IntRange(1, 65535), default=8501, show_default=True)
 @click.option(
-    "--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback only for now)."
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind; anything but loopback needs a password (--password-env) or --token.",
 )
-def dashboard(home, port, host) -> None:
-    """Open the reviewers' dashboard (Streamlit) on the run store, bound to 127.0.0.1."""
+@click.option(
+    "--password-env",
+    metavar="VAR",
+    default=None,
+    help="Ask reviewers for the password held in environment variable VAR "
+    "(default: AUDITKIT_DASHBOARD_PASSWORD when it is set).",
+)
+@click.option(
+    "--token", is_flag=True, help="Ask for a random token, printed here once, instead of a password."
+)
+def dashboard(home, port, host, password_env, token) -> None:
+    """Open the reviewers' dashboard (Streamlit) on the run store, bound to 127.0.0.1.
+
+    With a password or token, every browser session must enter it before any page shows; the server
+    receives only a salted hash of it. Without one, only loopback addresses are allowed.
+    """
     import os
+    import secrets
     import subprocess
 
+    from auditkit.dashboard import AUTH_ENV, MIN_PASSWORD_LENGTH, PASSWORD_ENV, hash_secret
     from auditkit.resources import resource_dir
     from auditkit.store import RunStore
 
-    if host not in _LOOPBACK:
+    if token and password_env:
+        raise ConfigError("give either --token or --password-env, not both.")
+    secret = None
+    if token:
+        secret = secrets.token_urlsafe(24)
+    elif password_env:
+        secret = os.environ.get(password_env) or None
+        if secret is None:
+            raise ConfigError(
+                f"--password-env {password_env}: that environment variable is not set or is empty; "
+                f"export {password_env}=... (a password of at least {MIN_PASSWORD_LENGTH} characters) first."
+            )
+    else:
+        secret = os.environ.get(PASSWORD_ENV) or None
+    if secret is not None and not token and len(secret) < MIN_PASSWORD_LENGTH:
         raise ConfigError(
-            f"--host {host} would expose the dashboard beyond this machine, and it has no password gate yet; "
-            "bind to 127.0.0.1 and reach it through an SSH tunnel (ssh -L 8501:127.0.0.1:8501 host)."
+            f"the dashboard password in {password_env or PASSWORD_ENV} has {len(secret)} characters; "
+            f"use at least {MIN_PASSWORD_LENGTH} (or --token for a random one)."
+        )
+    if host not in _LOOPBACK and secret is None:
+        raise ConfigError(
+            f"--host {host} would expose the dashboard beyond this machine without a password; set one "
+            f"(export {PASSWORD_ENV}=..., or --password-env VAR) or use --token, or bind to 127.0.0.1 and "
+            "reach it through an SSH tunnel (ssh -L 8501:127.0.0.1:8501 host)."
         )
     store = RunStore(home)
     app = resource_dir("dashboards") / "app.py"
     if not app.is_file():
         raise ConfigError(f"the dashboard app {app} is missing; reinstall auditkit.")
-    env = {**os.environ, "AUDITKIT_HOME": str(store.home)}
+    # the server gets the store and, when gated, only a salted hash: never the password itself
+    hidden = {PASSWORD_ENV, AUTH_ENV, *([password_env] if password_env else [])}
+    env = {k: v for k, v in os.environ.items() if k not in hidden}
+    env["AUDITKIT_HOME"] = str(store.home)
+    if secret is not None:
+        env[AUTH_ENV] = hash_secret(secret)
     command = [
         sys.executable,
         "-m",
@@ -959,6 +1050,10 @@ def dashboard(home, port, host) -> None:
         "false",
     ]
     click.echo(f"dashboard on http://{host}:{port} for {store.home} (Ctrl-C stops it)")
+    if token:
+        click.echo(f"token (reviewers enter it on the first page): {secret}")
+    elif secret is not None:
+        click.echo("reviewers must enter the dashboard password on the first page")
     return subprocess.call(command, env=env)
 
 
@@ -969,7 +1064,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             args=list(argv) if argv is not None else None, prog_name="auditkit", standalone_mode=False
         )
     except AuditKitError as exc:
-        click.echo(f"error: {exc}", err=True)
+        # One line whatever the message: a few list several problems on lines of their own.
+        lines = (line.strip() for line in str(exc).splitlines())
+        click.echo("error: " + " ".join(line for line in lines if line), err=True)
         sys.exit(2)
     except click.exceptions.Abort:
         click.echo("interrupted", err=True)

@@ -7,7 +7,11 @@ import streamlit as st
 from auditkit.dashboard import audits_table, dashboard_home, page_store, runs_table, verdict_counts
 
 st.title("Overview")
-st.caption(f"Store: {dashboard_home()}")
+st.caption(
+    f"Everything in the store {dashboard_home()}: audits with their verdicts, and the training and "
+    "sampling runs. An audit's verdict is its worst finding: PASS, WARN (look closer) or FAIL (a policy "
+    "threshold is crossed); open the Bias, Quality and Explanations pages for the evidence."
+)
 store = page_store()
 if store is not None:
     runs, audits = runs_table(store), audits_table(store)

@@ -18,6 +18,10 @@ if picked is not None:
     st.text(f"Verdict: {data.get('verdict', '?')}")
 
     st.subheader("Download")
+    st.caption(
+        "The audit as a document for a governance review: HTML or PDF report, the raw JSON result, or a "
+        "model card (Markdown). Each is rendered when clicked."
+    )
     for column, (fmt, (filename, mime)) in zip(
         st.columns(len(REPORT_FORMATS)), REPORT_FORMATS.items(), strict=True
     ):
@@ -31,6 +35,10 @@ if picked is not None:
         )
 
     st.subheader("Integrity")
+    st.caption(
+        "A sealed report folder carries a manifest of SHA-256 hashes; ok means no file changed since it was "
+        "sealed (the same check as `auditkit verify`)."
+    )
     checks = verify_status(store, folder)
     if checks:
         st.dataframe(checks, hide_index=True)
@@ -38,6 +46,9 @@ if picked is not None:
         st.text("No manifest.json: this audit's reports were not sealed (`auditkit report` writes one).")
 
     st.subheader("Sign-off")
+    st.caption(
+        "A reviewer's decision, recorded beside the audit and printed in every report made afterwards."
+    )
     with st.form("signoff", clear_on_submit=True):
         reviewer = st.text_input("Reviewer")
         role = st.text_input("Role")
