@@ -28,8 +28,10 @@ resize: auditkit's exact features equal torchmetrics' only with ``antialias=Fals
 
 Precision modes: ``exact`` (the default for reports: fp32, TF32 off during the call, the reference graph
 and resize; equal to torch-fidelity's own output) and ``fast`` (bf16 autocast, channels_last, optionally
-``torch.compile`` on CUDA). Measure what ``fast`` changes with :func:`mode_deviation` and store it with the
-result. Outputs are float32 tensors on the CPU, N×dim (the metrics upcast to float64 themselves).
+``torch.compile`` on CUDA). Measure what ``fast`` changes with :func:`mode_deviation`;
+``compute_metrics(mode="fast")`` does so on a 256-image probe of each source and stores it with the result
+(``auditkit.metrics.compute.fast_deviation``). Outputs are float32 tensors on the CPU, N×dim (the metrics
+upcast to float64 themselves).
 
 Cost: the Inception graph needs about 5.7 GFLOP per image, a few images per second on 2 CPU cores; a
 progress bar with an ETA shows while it runs. CPU audits therefore default to the judge classifier's
