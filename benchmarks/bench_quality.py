@@ -6,7 +6,9 @@ Run: ``.venv/bin/python benchmarks/bench_quality.py [--configs dcgan-shapes,vae-
    accuracy per attribute.
 2. Trains each config in ``configs/`` named on the command line, timing the wall clock.
 3. Samples ``--per-class`` images for each requested shape from the EMA generator and counts how often
-   the judge recognises the requested shape.
+   the judge recognises the requested shape. It also reads the other attributes (colour, size, position)
+   and reports their normalised entropy per class: 1 is the uniform spread of the real data, 0 means every
+   image of the class has one value (collapse, which a classifier-driven loss like AC-GAN can cause).
 
 Writes the "generator-quality" section of ``benchmarks/RESULTS.md`` and prints where the sample grids are.
 """
@@ -14,6 +16,7 @@ Writes the "generator-quality" section of ``benchmarks/RESULTS.md`` and prints w
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 
@@ -29,16 +32,30 @@ from auditkit.training import load_config, train
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-def recognised(judge, gen, per_class: int, seed: int) -> dict[str, float]:
-    """Share of images for which the judge reads the requested class of ``gen.condition``."""
-    column = list(judge.attributes).index(gen.condition)
+def normalised_entropy(values: torch.Tensor, k: int) -> float:
+    """Entropy of the empirical distribution of ``values`` (integers in ``[0, k)``) divided by ``log k``."""
+    p = torch.bincount(values, minlength=k).double() / len(values)
+    p = p[p > 0]
+    return float(-(p * p.log()).sum() / math.log(k))
+
+
+def recognised(judge, gen, per_class: int, seed: int) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Per class of ``gen.condition``: the share of images the judge reads as that class, and the
+    normalised entropy of every other attribute as the judge reads it."""
+    names = list(judge.attributes)
+    column = names.index(gen.condition)
     vocab = judge.attributes[gen.condition]
-    rates = {}
+    rates, spread = {}, {}
     for k, name in enumerate(gen.class_names):
         images = gen.sample(per_class, labels=k, seed=seed + k, batch_size=250)
-        predicted = judge.predict(images)[:, column]
-        rates[name] = float((predicted == vocab.index(name)).float().mean())
-    return rates
+        predicted = judge.predict(images)
+        rates[name] = float((predicted[:, column] == vocab.index(name)).float().mean())
+        spread[name] = {
+            a: normalised_entropy(predicted[:, i], len(judge.attributes[a]))
+            for i, a in enumerate(names)
+            if a != gen.condition
+        }
+    return rates, spread
 
 
 def main() -> None:
@@ -76,14 +93,15 @@ def main() -> None:
         cpu_minutes = (time.process_time() - cpu_start) / 60
         gen = load_generator(result.run_dir)
         start = time.perf_counter()
-        rates = recognised(judge, gen, args.per_class, seed=1000)
+        rates, spread = recognised(judge, gen, args.per_class, seed=1000)
         sample_s = time.perf_counter() - start
         overall = sum(rates.values()) / len(rates)
         grid = result.run_dir / "samples" / "final.png"
         print(
-            f"{name}: {minutes:.1f} min ({cpu_minutes:.1f} CPU min), recognised {overall:.1%} {rates}; {grid}"
+            f"{name}: {minutes:.1f} min ({cpu_minutes:.1f} CPU min), recognised {overall:.1%} {rates}; "
+            f"attribute entropy {spread}; {grid}"
         )
-        rows.append((name, config, result, minutes, cpu_minutes, overall, rates, sample_s))
+        rows.append((name, config, result, minutes, cpu_minutes, overall, rates, spread, sample_s))
 
     lines = [
         "## Generator quality on Shapes 32×32 (judge-measured)\n",
@@ -91,15 +109,20 @@ def main() -> None:
         f"Judge: default `train_judge` on 12 000 real Shapes (seed 100), {judge_time:.0f} s; held-out "
         "accuracy " + ", ".join(f"{a} {v:.2%}" for a, v in acc.items()) + ".\n",
         f"Recognised: share of {args.per_class} images per requested shape whose shape the judge reads as "
-        "requested (EMA weights; diffusion samples with the config's DDIM steps and guidance).\n",
-        "| config | steps | train wall (min) | train CPU (min) | recognised | per class | sampling (s) |",
-        "|---|---:|---:|---:|---:|---|---:|",
+        "requested (EMA weights; diffusion samples with the config's DDIM steps and guidance). Spread: "
+        "normalised entropy of the judge-read colour / size / position, averaged over the classes "
+        "(1: as varied as the real data; 0: collapsed).\n",
+        "| config | steps | train wall (min) | train CPU (min) | recognised | per class | spread "
+        "(colour / size / position) | sampling (s) |",
+        "|---|---:|---:|---:|---:|---|---|---:|",
     ]
-    for name, _config, result, minutes, cpu_minutes, overall, rates, sample_s in rows:
+    for name, _config, result, minutes, cpu_minutes, overall, rates, spread, sample_s in rows:
         per = ", ".join(f"{k} {v:.1%}" for k, v in rates.items())
+        others = next(iter(spread.values())).keys()
+        mean = " / ".join(f"{sum(s[a] for s in spread.values()) / len(spread):.2f}" for a in others)
         lines.append(
             f"| `{name}` | {result.steps} | {minutes:.1f} | {cpu_minutes:.1f} | {overall:.1%} | {per} "
-            f"| {sample_s:.0f} |"
+            f"| {mean} | {sample_s:.0f} |"
         )
     body = "\n".join(lines)
     print(body)

@@ -6,6 +6,17 @@ ends in ``tanh``: its output lies in ``[-1, 1]``, the data space the trainer use
 it with strided convolutions and LeakyReLU, optionally spectrally normalised (Miyato et al. 2018), and
 conditions by projection (Miyato & Koyama 2018): ``D(x, y) = ψ(φ(x)) + <embed(y), φ(x)>``.
 
+Two options make a class-conditional model follow its condition more closely (both off by default, so
+generators saved before they existed load unchanged):
+
+- ``cond_bn``: conditional batch norm in the generator (de Vries et al. 2017; shared-embedding form of
+  BigGAN, Brock et al. 2019). Every BatchNorm's gain and bias are linear functions of the one label
+  embedding, so the class shapes every layer rather than only the input. All condition information still
+  flows through that one embedding lookup, which latent attribution relies on.
+- ``aux_classifier``: an auxiliary class head on the discriminator's features (AC-GAN, Odena et al. 2017),
+  trained with cross-entropy on the real images' labels; the generator is trained so that the head reads
+  its images as the requested class. The option is the weight of both cross-entropy terms.
+
 Supported image sizes are powers of two from 16 to 128.
 """
 
@@ -51,6 +62,15 @@ class DCGANConfig(BaseModel):
         description="Std of Gaussian noise added to every image the discriminator sees ([-1, 1] units).",
     )
     lr_d: float | None = Field(None, gt=0, description="Discriminator learning rate (default: lr).")
+    cond_bn: bool = Field(
+        False,
+        description="Conditional batch norm in the generator: class-dependent gain and bias in every layer.",
+    )
+    aux_classifier: float = Field(
+        0.0,
+        ge=0,
+        description="Weight of the AC-GAN auxiliary classification loss (0: no class head on D).",
+    )
 
 
 def check_image_size(image_shape: tuple[int, int, int], family: str) -> int:
@@ -68,6 +88,30 @@ def _levels(size: int) -> int:
     return (size // 4).bit_length() - 1  # number of ×2 steps from 4×4
 
 
+class ConditionalBatchNorm2d(nn.Module):
+    """BatchNorm whose gain and bias depend on a per-sample condition vector ``e``.
+
+    ``y = BN(x) · (1 + W_g e + b_g) + (W_b e + b_b)``, with ``BN`` the affine-free batch norm. When every
+    sample has the same ``e`` this is plain ``nn.BatchNorm2d`` with weight ``1 + W_g e + b_g`` and bias
+    ``W_b e + b_b``.
+    """
+
+    def __init__(self, channels: int, cond_dim: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        self.gain = nn.Linear(cond_dim, channels)
+        self.bias = nn.Linear(cond_dim, channels)
+        # Start as plain BN with unit gain and zero bias (the unconditional layer's init); the class
+        # dependence grows from there instead of starting as random per-class scales.
+        for layer in (self.gain, self.bias):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        gain = 1 + self.gain(e)
+        return self.bn(x) * gain[:, :, None, None] + self.bias(e)[:, :, None, None]
+
+
 class DCGANGenerator(nn.Module):
     """``(z, labels) -> images`` in ``[-1, 1]``."""
 
@@ -80,11 +124,18 @@ class DCGANGenerator(nn.Module):
         in_dim = cfg.latent_dim + (cfg.embed_dim if num_classes else 0)
         ch = cfg.width * 2 ** (levels - 1)
         self.project = nn.Sequential(nn.Linear(in_dim, ch * 16, bias=False), nn.Unflatten(1, (ch, 4, 4)))
-        blocks: list[nn.Module] = [nn.BatchNorm2d(ch), nn.ReLU()]
+
+        def norm(channels: int) -> nn.Module:
+            if cfg.cond_bn and num_classes:
+                return ConditionalBatchNorm2d(channels, cfg.embed_dim)
+            return nn.BatchNorm2d(channels)
+
+        # Without cond_bn the modules (and state-dict keys) are exactly those of earlier versions.
+        blocks: list[nn.Module] = [norm(ch), nn.ReLU()]
         for _ in range(levels - 1):
             blocks += [
                 nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False),
-                nn.BatchNorm2d(ch // 2),
+                norm(ch // 2),
                 nn.ReLU(),
             ]
             ch //= 2
@@ -97,11 +148,16 @@ class DCGANGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         h = z.flatten(1)
+        e = None
         if self.embed is not None:
             if labels is None:
                 raise ConfigError("this dcgan generator is class-conditional; pass labels.")
-            h = torch.cat([h, self.embed(labels)], dim=1)
-        return self.body(self.project(h))
+            e = self.embed(labels)  # the one lookup: conditional BN reuses it
+            h = torch.cat([h, e], dim=1)
+        x = self.project(h)
+        for layer in self.body:
+            x = layer(x, e) if isinstance(layer, ConditionalBatchNorm2d) else layer(x)
+        return x
 
 
 class MinibatchStd(nn.Module):
@@ -130,7 +186,7 @@ class MinibatchStd(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    """``(images, labels) -> realness logits`` (shape ``N``)."""
+    """``(images, labels) -> realness logits`` (shape ``N``); with ``with_classes``, also class logits."""
 
     def __init__(self, cfg: DCGANConfig, image_shape: tuple[int, int, int], num_classes: int) -> None:
         super().__init__()
@@ -153,15 +209,33 @@ class DCGANDiscriminator(nn.Module):
         feat = ch * 16
         self.out = norm(nn.Linear(feat, 1))
         self.embed = norm(nn.Embedding(num_classes, feat)) if num_classes else None
+        # AC-GAN head; not spectrally normalised, so its logits can grow as confident as the data allows.
+        self.classify = nn.Linear(feat, num_classes) if num_classes and cfg.aux_classifier > 0 else None
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None, groups: int = 1) -> torch.Tensor:
-        """Logits; ``groups > 1`` runs the trunk on that many equal chunks of the batch separately (so
-        BatchNorm and minibatch-std never mix real and fake), in one call (one DDP forward)."""
+    def forward(
+        self,
+        x: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        groups: int = 1,
+        with_classes: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Realness logits; ``groups > 1`` runs the trunk on that many equal chunks of the batch separately
+        (so BatchNorm and minibatch-std never mix real and fake), in one call (one DDP forward).
+
+        ``with_classes`` also returns the auxiliary head's class logits (``N × num_classes``); it needs a
+        discriminator built with ``aux_classifier > 0``.
+        """
         h = torch.cat([self.features(chunk) for chunk in x.chunk(groups)]) if groups > 1 else self.features(x)
         score = self.out(h).squeeze(1)
         if self.embed is not None:
             score = score + (self.embed(labels) * h).sum(1)
-        return score
+        if not with_classes:
+            return score
+        if self.classify is None:
+            raise ConfigError(
+                "this discriminator has no class head; build it with model.aux_classifier > 0 and classes."
+            )
+        return score, self.classify(h)
 
 
 def discriminator_loss(real: torch.Tensor, fake: torch.Tensor, kind: str) -> torch.Tensor:
@@ -178,6 +252,11 @@ def generator_loss(fake: torch.Tensor, kind: str) -> torch.Tensor:
     return nn.functional.softplus(-fake).mean()
 
 
+def aux_classifier_loss(class_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """AC-GAN term: mean cross-entropy of the class head's logits against the (requested) labels."""
+    return nn.functional.cross_entropy(class_logits.float(), labels)
+
+
 def mode_seeking_loss(fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """Mode-seeking regulariser (Mao et al. 2019, MSGAN): small when distant latents give distant images.
 
@@ -191,9 +270,11 @@ def mode_seeking_loss(fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = [
+    "ConditionalBatchNorm2d",
     "DCGANConfig",
     "DCGANDiscriminator",
     "DCGANGenerator",
+    "aux_classifier_loss",
     "check_image_size",
     "discriminator_loss",
     "generator_loss",

@@ -137,11 +137,18 @@ class GANRecipe(Recipe):
         }
 
     def step(self, x, y, noise):
-        from auditkit.generators.dcgan import discriminator_loss, generator_loss, mode_seeking_loss
+        from auditkit.generators.dcgan import (
+            aux_classifier_loss,
+            discriminator_loss,
+            generator_loss,
+            mode_seeking_loss,
+        )
 
         G, D = self.networks["G"], self.networks["D"]
         kind = self.model_config.loss
         latent = self.model_config.latent_dim
+        # AC-GAN: a class head on D learns the real labels; G is rewarded when the head reads its class.
+        aux = self.model_config.aux_classifier if y is not None and self.num_classes else 0.0
         z_d, z_g = noise.randn(latent), noise.randn(latent)
         with torch.no_grad(), self.autocast():
             fake = G(z_d, y)
@@ -154,10 +161,19 @@ class GANRecipe(Recipe):
             both = both + sigma * torch.cat([noise.randn(*x.shape[1:]), noise.randn(*x.shape[1:])]).to(
                 x.dtype
             )
+        out: dict[str, torch.Tensor] = {}
         with self.autocast():
-            logits = D(both, both_y, groups=2).float()
-            real_logits, fake_logits = logits.chunk(2)
+            if aux > 0:
+                logits, class_logits = D(both, both_y, groups=2, with_classes=True)
+                # Only the real half trains the head: fakes carry the requested, not the drawn, class.
+                aux_real = aux_classifier_loss(class_logits[: x.shape[0]], y)
+                out["aux_real"] = aux_real.detach()
+            else:
+                logits = D(both, both_y, groups=2)
+            real_logits, fake_logits = logits.float().chunk(2)
             loss_d = discriminator_loss(real_logits, fake_logits, kind)
+            if aux > 0:
+                loss_d = loss_d + aux * aux_real
         self._optimize("D", loss_d)
 
         d_plain = unwrap(D)
@@ -171,7 +187,13 @@ class GANRecipe(Recipe):
             with self.autocast():
                 fake = G(z_g, y)
                 seen = fake + sigma * noise.randn(*x.shape[1:]).to(fake.dtype) if sigma > 0 else fake
-                loss_g = generator_loss(d_plain(seen, y).float(), kind)
+                if aux > 0:
+                    fake_logits_g, class_logits_g = d_plain(seen, y, with_classes=True)
+                    aux_fake = aux_classifier_loss(class_logits_g, y)
+                    out["aux_fake"] = aux_fake.detach()
+                    loss_g = generator_loss(fake_logits_g.float(), kind) + aux * aux_fake
+                else:
+                    loss_g = generator_loss(d_plain(seen, y).float(), kind)
                 if weight > 0 and half:
                     loss_g = loss_g + weight * mode_seeking_loss(fake[: 2 * half].float(), z_g[: 2 * half])
             self._optimize("G", loss_g)
@@ -182,6 +204,7 @@ class GANRecipe(Recipe):
             "loss_g": loss_g.detach(),
             "d_real": real_logits.detach().mean(),
             "d_fake": fake_logits.detach().mean(),
+            **out,
         }
 
 
