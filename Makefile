@@ -6,11 +6,13 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 PIP_INSTALL := $(PIP) install --disable-pip-version-check -c constraints.txt
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
+DEMO_ARGS ?=
 
 .PHONY: demo test install install-dev sysdeps lint bench clean
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/auditkit demo
+	$(VENV)/bin/auditkit demo $(DEMO_ARGS)
 
 test: $(VENV)/.installed-dev sysdeps
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -48,7 +50,7 @@ lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check auditkit tests benchmarks dashboards
 
 bench: $(VENV)/.installed-dev
-	$(PY) benchmarks/bench_shapes.py
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

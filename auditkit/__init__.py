@@ -24,9 +24,13 @@ from auditkit.errors import (
 )
 
 if TYPE_CHECKING:
-    from auditkit.bias import Judge, train_judge
+    from auditkit.bias import Judge, load_judge, train_judge
     from auditkit.data import Digits, ImageFolder, ImageSet, Shapes
     from auditkit.generators import Generator, ModuleGenerator, create_generator, load_generator
+    from auditkit.policy import Policy
+    from auditkit.report import verify
+    from auditkit.report.bundle import write_reports
+    from auditkit.result import AuditResult
     from auditkit.store import RunStore
     from auditkit.training import TrainConfig, train
 
@@ -49,6 +53,11 @@ _LAZY = {
     "train": "auditkit.training",
     "Judge": "auditkit.bias",
     "train_judge": "auditkit.bias",
+    "load_judge": "auditkit.bias",
+    "AuditResult": "auditkit.result",
+    "Policy": "auditkit.policy",
+    "write_reports": "auditkit.report.bundle",
+    "verify": "auditkit.report",
 }
 
 
@@ -64,6 +73,11 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AuditKitError",
+    "AuditResult",
+    "Policy",
+    "load_judge",
+    "verify",
+    "write_reports",
     "ConfigError",
     "DataError",
     "ExplainError",

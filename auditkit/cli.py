@@ -613,6 +613,10 @@ def metrics(
         cache=not no_cache,
         store=store,
     )
+    from auditkit.metrics.distributed import current_shard
+
+    if not current_shard().is_main:  # under torchrun every rank holds the result; one prints it
+        return
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
         return
@@ -946,8 +950,8 @@ def report(audit_ref, formats, template_dir, out, sign_key, home) -> None:
     In the audit's folder the manifest covers the reports, audit.json, every artifact and the sign-offs;
     elsewhere it covers the reports written there (HTML and PDF embed everything they show).
     """
-    from auditkit.audit import AuditResult
     from auditkit.report.bundle import write_reports
+    from auditkit.result import AuditResult
     from auditkit.store import RunStore
 
     folder = _audit_folder(RunStore(home), audit_ref)

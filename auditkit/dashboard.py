@@ -836,8 +836,8 @@ def audit_diff(store: Any, before: str, after: str) -> Any:
 
 @functools.lru_cache(maxsize=16)
 def _diff(before: tuple[str, int, int], after: tuple[str, int, int]) -> Any:
-    from auditkit.audit import AuditResult
     from auditkit.report.diff import diff_audits
+    from auditkit.result import AuditResult
 
     results = [AuditResult(_load_json(*identity), Path(identity[0]).parent) for identity in (before, after)]
     return diff_audits(*results)

@@ -47,7 +47,7 @@ class DemoProfile:
 
 
 FULL = DemoProfile(
-    gan_steps=800,
+    gan_steps=2400,
     judge_n=8000,
     judge_epochs=5,
     audit_n=2000,
@@ -56,7 +56,7 @@ FULL = DemoProfile(
     explain_per_value=2,
 )
 QUICK = DemoProfile(
-    gan_steps=120,
+    gan_steps=400,
     judge_n=4000,
     judge_epochs=4,
     audit_n=600,

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
+# run_all.py --quick points this at a scratch copy, so smoke-sized numbers never replace real ones.
+RESULTS = Path(os.environ.get("AUDITKIT_BENCH_RESULTS") or Path(__file__).with_name("RESULTS.md"))
 
 
 def machine() -> str:
@@ -30,13 +31,14 @@ def machine() -> str:
     )
 
 
-def write_section(name: str, body: str) -> Path:
+def write_section(name: str, body: str, results: Path | None = None) -> Path:
     """Replace (or append) the section between ``<!-- name:start -->`` and ``<!-- name:end -->``."""
+    target = results or RESULTS
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     section = f"{start}\n{body.rstrip()}\n{end}"
     text = (
-        RESULTS.read_text()
-        if RESULTS.exists()
+        target.read_text()
+        if target.exists()
         else "# Benchmark results\n\nEach section is rewritten by its script.\n"
     )
     if start in text:
@@ -44,8 +46,8 @@ def write_section(name: str, body: str) -> Path:
         text = head + section + rest.split(end, 1)[1]
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
-    RESULTS.write_text(text)
-    return RESULTS
+    target.write_text(text)
+    return target
 
 
 def timed(fn: Callable[[], object], repeats: int, *, warmup: bool = False) -> float:

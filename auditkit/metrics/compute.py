@@ -145,8 +145,8 @@ def resolve_source(
     if text.startswith("run-"):
         from auditkit.store import RunStore
 
-        run = (store or RunStore()).get_run(text)
-        return load_generator(run.path)
+        runs = store or RunStore()
+        return load_generator(runs.folder(runs.get_run(text).id))
     raise ConfigError(
         f"cannot find the source {text!r}: give 'shapes', 'digits', an image folder, a trained generator's "
         "folder, or a run id."

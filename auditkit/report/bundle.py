@@ -63,7 +63,7 @@ def write_reports(
     ConfigError
         An unknown format, a result without a folder and no ``out``, or a damaged existing manifest.
     """
-    from auditkit.audit import AuditResult
+    from auditkit.result import AuditResult
 
     loaded = result if isinstance(result, AuditResult) else AuditResult.load(result)
     unknown = [f for f in formats if f not in REPORT_NAMES]

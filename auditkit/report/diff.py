@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from auditkit.audit import AuditResult
 from auditkit.errors import ConfigError
 from auditkit.policy import METRICS, SEVERITIES
+from auditkit.result import AuditResult
 
 _QUALITY = ("fid", "kid", "precision", "recall", "density", "coverage")
 _VERDICT_LEVEL = {"trustworthy": 2, "questionable": 1, "failed": 0}

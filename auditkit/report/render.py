@@ -184,7 +184,7 @@ def _render(
 
 
 def _as_result(result: Any) -> Any:
-    from auditkit.audit import AuditResult
+    from auditkit.result import AuditResult
 
     if isinstance(result, AuditResult):
         return result
