@@ -51,37 +51,42 @@ def test_every_document_has_examples_and_few_are_skipped() -> None:
     assert len(skipped) <= MAX_NOT_RUN, skipped
 
 
-@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
-def test_examples_run(doc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "configs").symlink_to(ROOT / "configs")
-    home = tmp_path / "auditkit-runs"
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("AUDITKIT_HOME", str(home))
-    env = {
-        **os.environ,
-        "AUDITKIT_HOME": str(home),
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
+def run_examples(doc: Path, workdir: Path) -> int:
+    """Run the examples of ``doc`` in order inside ``workdir``; return how many ran (raises on a failure)."""
+    (workdir / "configs").symlink_to(ROOT / "configs")
+    home = workdir / "auditkit-runs"
+    os.chdir(workdir)
+    os.environ["AUDITKIT_HOME"] = str(home)
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     namespace: dict[str, object] = {"__name__": "__docs__"}
     ran = 0
     for lang, code, line, reason in blocks(doc):
         if reason is not None or lang not in {"python", "bash"}:
             continue
         where = f"{doc.name}:{line}"
+        print(f"--- {where} ({lang})", flush=True)
         if lang == "python":
             exec(compile(code, where, "exec"), namespace)  # noqa: S102 - our own documentation
         else:
-            done = subprocess.run(
-                ["bash", "-euo", "pipefail", "-c", code],
-                cwd=tmp_path,
-                env=env,
-                capture_output=True,
-                text=True,
-            )
+            done = subprocess.run(["bash", "-euo", "pipefail", "-c", code], cwd=workdir)
             if done.returncode != 0:
-                pytest.fail(f"{where} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}", pytrace=False)
+                raise RuntimeError(f"{where}: the bash example exited with status {done.returncode}")
         ran += 1
-    assert ran, f"{doc.name}: no example ran"
+    return ran
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_examples_run(doc: Path, tmp_path: Path) -> None:
+    # A child process per document: examples train models and set global state (threads, RNGs) that
+    # must not leak into the tests that run after this one.
+    done = subprocess.run(
+        [sys.executable, __file__, str(doc), str(tmp_path)], capture_output=True, text=True, cwd=tmp_path
+    )
+    if done.returncode != 0:
+        pytest.fail(
+            f"{doc.name} examples failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}", pytrace=False
+        )
+    assert "--- " in done.stdout, f"{doc.name}: no example ran"
 
 
 def test_policy_reference_lists_every_metric_of_the_catalogue() -> None:
@@ -99,3 +104,9 @@ def test_schema_reference_covers_every_property_of_the_schema() -> None:
         assert f"`{key}`" in text, f"docs/audit-result.md misses the top-level field {key}"
         for sub in schema["properties"][key].get("properties", {}):
             assert f"`{key}.{sub}`" in text, f"docs/audit-result.md misses {key}.{sub}"
+
+
+if __name__ == "__main__":
+    count = run_examples(Path(sys.argv[1]), Path(sys.argv[2]))
+    if not count:
+        sys.exit(f"{sys.argv[1]}: no example ran")

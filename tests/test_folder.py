@@ -533,3 +533,17 @@ def test_info_records_the_load(tmp_path: Path) -> None:
         "resized": 0,
         "extra_rows_ignored": 0,
     }
+
+
+def test_truncated_images_are_refused_even_after_weasyprint_is_imported(tmp_path: Path) -> None:
+    # WeasyPrint switches Pillow's LOAD_TRUNCATED_IMAGES on at import (a PDF report in the same process).
+    import weasyprint  # noqa: F401
+    from PIL import ImageFile
+
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(tmp_path / "a.png")
+    data = (tmp_path / "a.png").read_bytes()
+    (tmp_path / "b.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match="truncated|corrupt"):
+        ImageFolder(tmp_path, progress=False)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # the caller's setting is left as it was

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from auditkit.data.imageset import ImageSet, SkippedFile
@@ -654,6 +654,10 @@ def _decode(path: Path, channels: int, bg: np.ndarray) -> np.ndarray:
             raise _FileProblem("is empty (0 bytes)")
     except OSError as e:
         raise _FileProblem(f"cannot be read ({e.strerror})", "check that it exists and is readable") from None
+    # WeasyPrint turns Pillow's LOAD_TRUNCATED_IMAGES on when it is imported (e.g. after a PDF report in the
+    # same process), which would let a truncated file through as a half-grey image: force it off here.
+    lenient = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         with Image.open(path) as im:
             im.load()  # decode now: truncation only shows when the pixel data is read
@@ -674,6 +678,8 @@ def _decode(path: Path, channels: int, bg: np.ndarray) -> np.ndarray:
     except Exception as e:  # Pillow's plugins raise OSError, SyntaxError, ValueError, zlib.error...
         kind = "is truncated" if "truncated" in str(e) else "is corrupt"
         raise _FileProblem(f"{kind} (Pillow: {e})") from None
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = lenient
     if channels == 3 and color.shape[2] == 1:
         color = np.repeat(color, 3, axis=2)
     elif channels == 1 and color.shape[2] == 3:
