@@ -125,8 +125,9 @@ def test_occlusion_equals_captum_and_takes_a_plain_callable(head, x) -> None:
     ref = Occlusion(head).attribute(
         x, sliding_window_shapes=(3, 8, 8), strides=(3, 4, 4), baselines=torch.zeros_like(x), target=t
     )
-    # occlusion scores are sums of logit drops (order 10): batches of different sizes round differently
-    torch.testing.assert_close(ours.maps, ref.sum(dim=1, keepdim=True), rtol=1e-6, atol=ATOL)
+    # occlusion scores are sums of logit drops (order 10): batches of different sizes round differently,
+    # by up to ~1.5e-6 on Intel CPUs whose oneDNN kernels block the reduction by batch size
+    torch.testing.assert_close(ours.maps, ref.sum(dim=1, keepdim=True), rtol=1e-5, atol=1e-5)
 
     def numpy_model(images: torch.Tensor) -> np.ndarray:  # not differentiable, not a module
         return head(images).detach().numpy()

@@ -144,7 +144,8 @@ def test_condition_is_the_top_driver_of_shape(results) -> None:
     assert ranking[0]["share"] > 0.5  # more than all latent dims together
     assert math.isclose(sum(r["share"] for r in ranking), 1.0, rel_tol=1e-6)
     # the generator ignores dims 3..5: their gradient is exactly zero
-    assert res.latent_mean_abs[3:].max() == 0.0
+    # ignored dims change nothing up to float rounding of the batched network (~4e-8 on Intel oneDNN)
+    assert res.latent_mean_abs[3:].max() < 1e-6
 
 
 def test_colour_and_position_dims_rank_top(results) -> None:
@@ -155,7 +156,8 @@ def test_colour_and_position_dims_rank_top(results) -> None:
     assert position.top_input == "z[2]" and position.top_dims(1) == [2]
     assert position.ranking(1)[0]["share"] > 0.5
     for res in (colour, position):
-        assert res.latent_mean_abs[3:].max() == 0.0
+        # ignored dims change nothing up to float rounding of the batched network (~4e-8 on Intel oneDNN)
+        assert res.latent_mean_abs[3:].max() < 1e-6
 
 
 def test_completeness_and_json(results) -> None:
@@ -277,7 +279,8 @@ def test_occlusion_needs_no_gradients(trained_judge) -> None:
         zi[:, i] = 0.0
         expected = lp[idx, t] - log_prob(trained_judge, "colour", net(zi, y))[idx, t]
         torch.testing.assert_close(res.latent[:, i], expected.detach(), atol=1e-5, rtol=1e-5)
-    assert res.latent_mean_abs[3:].max() == 0.0
+    # ignored dims change nothing up to float rounding of the batched network (~4e-8 on Intel oneDNN)
+    assert res.latent_mean_abs[3:].max() < 1e-6
 
 
 def test_traversal_moves_position_left_to_right(trained_judge, tmp_path) -> None:

@@ -211,7 +211,8 @@ def test_same_seed_same_maps_and_other_seed_other_samples(trained_judge, eval_im
     first = lime_attribution(model, images, 1, seed=5, **kw)
     again = lime_attribution(model, images, 1, seed=5, batch_size=37, progress=True, **kw)
     other = lime_attribution(model, images, 1, seed=6, **kw)
-    assert torch.equal(first.maps, again.maps)
+    # same samples and weights; the model's scores round differently by batch size on some CPUs (oneDNN)
+    torch.testing.assert_close(first.maps, again.maps, rtol=1e-5, atol=1e-7)
     assert torch.equal(first.segments, other.segments)  # the segmentation does not depend on the seed
     for i in range(4):
         assert not np.array_equal(first.weights[i], other.weights[i])

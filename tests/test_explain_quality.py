@@ -194,7 +194,9 @@ def test_faithfulness_equals_pearsonr_on_the_same_subsets(head, eval_images, tar
     assert result.mean == pytest.approx(float(result.correlation.mean()), abs=1e-12)
 
     again = q.faithfulness_correlation(head, images, maps, t, subset_size=0.05, n_perturbations=12, seed=7)
-    assert torch.equal(again.subsets, result.subsets) and torch.equal(again.correlation, result.correlation)
+    assert torch.equal(again.subsets, result.subsets)  # the seed fixes the subsets exactly
+    # the scores may round differently between runs on some CPUs (oneDNN kernel choice), not the subsets
+    torch.testing.assert_close(again.correlation, result.correlation, rtol=1e-5, atol=1e-6)
     other = q.faithfulness_correlation(head, images, maps, t, subset_size=0.05, n_perturbations=12, seed=8)
     assert not torch.equal(other.subsets, result.subsets)
     json.dumps(result.to_dict(), allow_nan=False)
