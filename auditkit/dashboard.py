@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from auditkit.errors import AuditKitError, ConfigError
+from auditkit.result import SCHEMA as AUDIT_SCHEMA  # torch-free, so pages load fast
 
 EMPTY_STORE_MESSAGE = "No runs yet: run `auditkit demo` to make one, then reload this page."
 SEVERITY_TEXT = {"pass": "PASS", "warn": "WARN", "fail": "FAIL"}
@@ -135,11 +136,6 @@ def load_audit(store: Any, audit_id: str) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     return _load_json(*_identity(path))
-
-
-# auditkit.audit.SCHEMA, spelled out: importing auditkit.audit imports torch (over a second), which a page
-# that only shows an audit's JSON does not need (tests check that the two agree)
-AUDIT_SCHEMA = "auditkit.audit-result/1"
 
 
 @functools.lru_cache(maxsize=64)
