@@ -287,8 +287,16 @@ def test_mode_seeking_loss_matches_its_definition():
     from auditkit.generators.dcgan import mode_seeking_loss
 
     g = torch.Generator().manual_seed(0)
-    fake, z = torch.rand(6, 3, 4, 4, generator=g), torch.randn(6, 5, generator=g)
-    images = (fake[:3] - fake[3:]).abs().mean(dim=(1, 2, 3))
-    latents = (z[:3] - z[3:]).abs().mean(dim=1)
-    expected = 1 / (float((images / latents).mean()) + 1e-5)
+    fake, z = torch.rand(7, 3, 4, 4, generator=g), torch.randn(7, 5, generator=g)
+    # Pairs are neighbours (0, 1), (2, 3), (4, 5); the odd last sample is left out.
+    ratios = [float((fake[i] - fake[i + 1]).abs().mean() / (z[i] - z[i + 1]).abs().mean()) for i in (0, 2, 4)]
+    expected = 1 / (sum(ratios) / 3 + 1e-5)
     assert float(mode_seeking_loss(fake, z)) == pytest.approx(expected, rel=1e-6)
+    # A custom mean (training under DDP passes the all-process one) replaces the batch mean.
+    assert float(mode_seeking_loss(fake, z, mean=torch.max)) == pytest.approx(1 / (max(ratios) + 1e-5))
+
+
+def test_pair_labels_gives_each_pair_one_class():
+    from auditkit.generators.dcgan import pair_labels
+
+    assert pair_labels(torch.tensor([3, 1, 4, 1, 5])).tolist() == [3, 3, 4, 4, 5]

@@ -22,6 +22,7 @@ Supported image sizes are powers of two from 16 to 128.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -257,16 +258,36 @@ def aux_classifier_loss(class_logits: torch.Tensor, labels: torch.Tensor) -> tor
     return nn.functional.cross_entropy(class_logits.float(), labels)
 
 
-def mode_seeking_loss(fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+def mode_seeking_ratios(fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Per pair of consecutive samples ``(2j, 2j + 1)``: mean image distance over mean latent distance.
+
+    Pairs of neighbours (not ``(i, i + n/2)``) so that slicing a batch across processes at even offsets
+    keeps every pair on one process.
+    """
+    pairs = fake.shape[0] // 2
+    images = (fake[0 : 2 * pairs : 2] - fake[1 : 2 * pairs : 2]).abs().flatten(1).mean(1)
+    latents = (z[0 : 2 * pairs : 2] - z[1 : 2 * pairs : 2]).abs().flatten(1).mean(1)
+    return images / latents
+
+
+def mode_seeking_loss(
+    fake: torch.Tensor, z: torch.Tensor, mean: Callable[[torch.Tensor], torch.Tensor] = torch.mean
+) -> torch.Tensor:
     """Mode-seeking regulariser (Mao et al. 2019, MSGAN): small when distant latents give distant images.
 
-    ``fake`` and ``z`` hold pairs ``(i, i + n/2)``; the loss is the inverse of the mean ratio of image
-    distance to latent distance, so a generator that maps different ``z`` to one image is penalised.
+    The inverse of the mean ratio of image distance to latent distance over pairs of consecutive samples
+    (see :func:`mode_seeking_ratios`), so a generator that maps different ``z`` to one image is penalised.
+    ``mean`` averages the ratios; training under DDP passes the all-process mean, because the inverse of a
+    mean is not the mean of per-process inverses.
     """
-    half = fake.shape[0] // 2
-    images = (fake[:half] - fake[half : 2 * half]).abs().flatten(1).mean(1)
-    latents = (z[:half] - z[half : 2 * half]).abs().flatten(1).mean(1)
-    return 1.0 / ((images / latents).mean() + 1e-5)
+    return 1.0 / (mean(mode_seeking_ratios(fake, z)) + 1e-5)
+
+
+def pair_labels(labels: torch.Tensor) -> torch.Tensor:
+    """``labels`` with each odd position given its even neighbour's label, so mode-seeking pairs share a
+    class (an odd last sample keeps its own)."""
+    index = torch.arange(labels.shape[0], device=labels.device)
+    return labels[index - index % 2]
 
 
 __all__ = [
@@ -279,4 +300,6 @@ __all__ = [
     "discriminator_loss",
     "generator_loss",
     "mode_seeking_loss",
+    "mode_seeking_ratios",
+    "pair_labels",
 ]

@@ -18,6 +18,7 @@ from torch import nn
 
 from auditkit.errors import ConfigError
 from auditkit.generators.registry import Family, family_config, get_family
+from auditkit.training import distributed
 from auditkit.training.config import TrainConfig
 
 
@@ -142,6 +143,7 @@ class GANRecipe(Recipe):
             discriminator_loss,
             generator_loss,
             mode_seeking_loss,
+            pair_labels,
         )
 
         G, D = self.networks["G"], self.networks["D"]
@@ -179,10 +181,10 @@ class GANRecipe(Recipe):
         d_plain = unwrap(D)
         d_plain.requires_grad_(False)  # G's step must not touch D's gradients (or its DDP reducer)
         weight = self.model_config.mode_seeking
-        half = x.shape[0] // 2
-        if y is not None and weight > 0 and half:
-            # Pairs (i, i + half) share a class, so the mode-seeking ratio compares like with like.
-            y = torch.cat([y[:half], y[:half], y[2 * half :]])
+        paired = weight > 0 and x.shape[0] >= 2
+        if y is not None and paired:
+            # Pairs (2j, 2j + 1) share a class, so the mode-seeking ratio compares like with like.
+            y = pair_labels(y)
         try:
             with self.autocast():
                 fake = G(z_g, y)
@@ -194,8 +196,9 @@ class GANRecipe(Recipe):
                     loss_g = generator_loss(fake_logits_g.float(), kind) + aux * aux_fake
                 else:
                     loss_g = generator_loss(d_plain(seen, y).float(), kind)
-                if weight > 0 and half:
-                    loss_g = loss_g + weight * mode_seeking_loss(fake[: 2 * half].float(), z_g[: 2 * half])
+                if paired:
+                    ms = mode_seeking_loss(fake.float(), z_g, mean=distributed.global_mean)
+                    loss_g = loss_g + weight * ms
             self._optimize("G", loss_g)
         finally:
             d_plain.requires_grad_(True)
