@@ -584,6 +584,26 @@ def _explain(samples, judge, attrs, methods, per_value, seed, store, audit_id) -
     return out
 
 
+# Integrated-gradient steps tried in turn until completeness holds to 5 % (the latent module's warning
+# bar); the audit records the final relative delta, so a miss after the last try is visible in the result.
+_LATENT_IG_STEPS = (32, 64, 128)
+
+
+def _complete_latent_ig(gen, judge, attr: str, *, n: int, seed: int):
+    """Latent IG with as many steps as completeness needs (up to the last of ``_LATENT_IG_STEPS``)."""
+    import warnings
+
+    from auditkit.explain.latent import latent_attribution
+
+    for steps in _LATENT_IG_STEPS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # the miss is handled here and recorded
+            found = latent_attribution(gen, judge, attr, n=n, seed=seed, n_steps=steps)
+        if not found.relative_delta > 0.05:  # NaN (no completeness to check) also stops
+            break
+    return found
+
+
 def _latent(gen, judge, attrs, seed, store, audit_id, n: int = 32) -> dict[str, Any]:
     """What in the generator drives each attribute: latent attribution and a traversal of the top dims."""
     from auditkit.errors import ExplainError
@@ -592,7 +612,7 @@ def _latent(gen, judge, attrs, seed, store, audit_id, n: int = 32) -> dict[str, 
     out: dict[str, Any] = {}
     for attr in attrs:
         try:
-            found = latent_attribution(gen, judge, attr, n=n, seed=seed)
+            found = _complete_latent_ig(gen, judge, attr, n=n, seed=seed)
         except ExplainError:  # no gradients (an exported graph, numpy inside): perturb instead
             try:
                 found = latent_attribution(gen, judge, attr, n=n, seed=seed, method="occlusion")
@@ -607,6 +627,7 @@ def _latent(gen, judge, attrs, seed, store, audit_id, n: int = 32) -> dict[str, 
             "method": found.method,
             "condition_method": found.condition_method,
             "relative_delta": found.relative_delta,
+            "n_steps": found.n_steps,
             "traversal": {k: v for k, v in travel.to_dict().items() if k != "generator"},
             "figure": rel,
         }

@@ -113,3 +113,13 @@ def test_quick_demo_from_the_cli(tmp_path: Path) -> None:
     out = CliRunner().invoke(cli, ["demo", "--quick", "--no-progress", "--home", str(tmp_path / "home")])
     assert out.exit_code == 0, out.output
     assert "HTML report: " in out.output and f"auditkit dashboard --home {tmp_path / 'home'}" in out.output
+
+
+def test_demo_latent_attribution_meets_completeness_or_records_the_miss(demo_home) -> None:
+    _, result, _ = demo_home
+    record = json.loads((result.reports["html"].parent / "audit.json").read_text())
+    for attr, entry in record["explain"]["latent"]["attributes"].items():
+        assert entry["method"] == "ig", attr  # the DCGAN is differentiable
+        # Steps double from 32 until IG's completeness gap is at most 5 %; 128 is the last try.
+        assert entry["n_steps"] in (32, 64, 128), attr
+        assert entry["relative_delta"] <= 0.05 or entry["n_steps"] == 128, (attr, entry["relative_delta"])

@@ -56,7 +56,8 @@ def _wrap_module(net, cfg, image_shape, class_names, condition, device) -> BaseG
 
     return ModuleGenerator(
         net,
-        latent_shape=(cfg.latent_dim,),
+        # A VAE with a mixture prior has one more latent coordinate (its component selector).
+        latent_shape=(getattr(net, "sample_dim", cfg.latent_dim),),
         image_shape=image_shape,
         output_range=(-1.0, 1.0),
         class_names=class_names,

@@ -116,6 +116,13 @@ class Recipe:
         """The loss whose gradient a single-network family's step follows (for the DDP equality test)."""
         raise NotImplementedError
 
+    def finish(
+        self, generator: nn.Module, images: torch.Tensor, labels: torch.Tensor | None, seed: int
+    ) -> dict[str, Any]:
+        """Work on the final (EMA) generator after the last step, on ``[-1, 1]`` training images; returns
+        what to record in the run summary. Nothing by default."""
+        return {}
+
 
 class GANRecipe(Recipe):
     """``dcgan``: one discriminator update, then one generator update, per step."""
@@ -239,6 +246,12 @@ class VAERecipe(Recipe):
         loss, parts = self._loss(x, y, noise)
         self._optimize("vae", loss)
         return {"loss": loss.detach(), **{k: v.detach() for k, v in parts.items()}}
+
+    def finish(self, generator, images, labels, seed):
+        if self.model_config.prior != "mixture":
+            return {}
+        fit = generator.fit_prior(images, labels, seed=seed)
+        return {"prior": "mixture", "prior_loglik_per_class": fit}
 
 
 class DiffusionRecipe(Recipe):

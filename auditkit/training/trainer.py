@@ -479,6 +479,10 @@ class Trainer:
         checkpoints = self._checkpoints()
         if not checkpoints or checkpoints[-1][0] != self.step:
             self._checkpoint()
+        # After the checkpoint: a resumed finish starts from the same weights and redoes this exactly.
+        finished = self.recipe.finish(
+            self.ema.module, self.images.mul(2).sub(1), self.labels, derive_seed(cfg.seed, "finish")
+        )
         self._sample_grid("samples/final.png")
         spec = generator_spec(
             cfg.family, self.recipe.model_config, self.data.image_shape, self.class_names, cfg.data.condition
@@ -498,6 +502,7 @@ class Trainer:
             "channels_last": self.channels_last,
             "compile": cfg.compile,
             "class_names": list(self.class_names),
+            **finished,
             "condition": cfg.data.condition,
             "data": {"n": len(self.data), "image_shape": list(self.data.image_shape), "info": self.data.info},
         }
