@@ -587,10 +587,14 @@ def _explain(samples, judge, attrs, methods, per_value, seed, store, audit_id) -
 # Integrated-gradient steps tried in turn until completeness holds to 5 % (the latent module's warning
 # bar); the audit records the final relative delta, so a miss after the last try is visible in the result.
 _LATENT_IG_STEPS = (32, 64, 128)
+# A miss this large even at the most steps means the generator is not smooth along the path (a discrete
+# choice inside it, such as a mixture prior's component): one-at-a-time occlusion is the honest measure.
+_LATENT_IG_GIVE_UP = 0.5
 
 
 def _complete_latent_ig(gen, judge, attr: str, *, n: int, seed: int):
-    """Latent IG with as many steps as completeness needs (up to the last of ``_LATENT_IG_STEPS``)."""
+    """Latent IG with as many steps as completeness needs (up to the last of ``_LATENT_IG_STEPS``), or
+    occlusion when IG cannot account for the score change; returns the attribution and a note."""
     import warnings
 
     from auditkit.explain.latent import latent_attribution
@@ -600,8 +604,18 @@ def _complete_latent_ig(gen, judge, attr: str, *, n: int, seed: int):
             warnings.simplefilter("ignore", UserWarning)  # the miss is handled here and recorded
             found = latent_attribution(gen, judge, attr, n=n, seed=seed, n_steps=steps)
         if not found.relative_delta > 0.05:  # NaN (no completeness to check) also stops
-            break
-    return found
+            return found, {}
+    if found.relative_delta > _LATENT_IG_GIVE_UP:
+        note = {
+            "ig_relative_delta": found.relative_delta,
+            "fallback": (
+                f"integrated gradients missed completeness by {100 * found.relative_delta:.0f} % at "
+                f"{found.n_steps} steps (the generator is not smooth along the path, e.g. a discrete "
+                "component choice), so dimensions were ranked by occlusion"
+            ),
+        }
+        return latent_attribution(gen, judge, attr, n=n, seed=seed, method="occlusion"), note
+    return found, {}
 
 
 def _latent(gen, judge, attrs, seed, store, audit_id, n: int = 32) -> dict[str, Any]:
@@ -612,8 +626,9 @@ def _latent(gen, judge, attrs, seed, store, audit_id, n: int = 32) -> dict[str, 
     out: dict[str, Any] = {}
     for attr in attrs:
         try:
-            found = _complete_latent_ig(gen, judge, attr, n=n, seed=seed)
+            found, note = _complete_latent_ig(gen, judge, attr, n=n, seed=seed)
         except ExplainError:  # no gradients (an exported graph, numpy inside): perturb instead
+            note = {}
             try:
                 found = latent_attribution(gen, judge, attr, n=n, seed=seed, method="occlusion")
             except ExplainError as exc:
@@ -628,6 +643,7 @@ def _latent(gen, judge, attrs, seed, store, audit_id, n: int = 32) -> dict[str, 
             "condition_method": found.condition_method,
             "relative_delta": found.relative_delta,
             "n_steps": found.n_steps,
+            **note,
             "traversal": {k: v for k, v in travel.to_dict().items() if k != "generator"},
             "figure": rel,
         }

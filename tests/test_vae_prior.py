@@ -104,3 +104,54 @@ def test_training_fits_the_prior_and_the_generator_samples_from_it(tmp_path):
     images = gen.sample(6, labels=["circle", "square", "triangle"] * 2, seed=3)
     assert images.shape == (6, *SHAPE) and float(images.min()) >= 0 and float(images.max()) <= 1
     assert torch.equal(images, gen.sample(6, labels=["circle", "square", "triangle"] * 2, seed=3))
+
+
+def test_the_audit_ranks_a_mixture_vae_by_occlusion_when_ig_cannot_be_complete(trained_judge, monkeypatch):
+    import auditkit.audit as audit_module
+    from auditkit.explain import latent as latent_module
+    from auditkit.generators.wrappers import ModuleGenerator
+
+    calls = []
+    real = latent_module.latent_attribution
+
+    def spy(*args, **kwargs):
+        calls.append((kwargs.get("method", "ig"), kwargs.get("n_steps")))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(latent_module, "latent_attribution", spy)
+    torch.manual_seed(0)
+    cfg = VAEConfig(latent_dim=4, width=8, embed_dim=4, prior="mixture", prior_components=2)
+    vae = ConditionalVAE(cfg, (3, 32, 32), 3).eval()
+    # Two far-apart components: the selector coordinate switches the decoded image discontinuously.
+    vae.prior_means[:, 0, :], vae.prior_means[:, 1, :] = 6.0, -6.0
+    gen = ModuleGenerator(
+        vae,
+        latent_shape=(vae.sample_dim,),
+        image_shape=(3, 32, 32),
+        output_range=(-1.0, 1.0),
+        class_names=("circle", "square", "triangle"),
+        condition="shape",
+    )
+    found, note = audit_module._complete_latent_ig(gen, trained_judge, "shape", n=8, seed=0)
+    assert calls[:3] == [("ig", 32), ("ig", 64), ("ig", 128)], calls
+    assert calls[-1][0] == "occlusion", f"IG looked complete through a discrete component choice: {calls}"
+    assert found.method == "occlusion" and note["ig_relative_delta"] > 0.5 and "occlusion" in note["fallback"]
+
+
+def test_a_smooth_generator_keeps_integrated_gradients(trained_judge):
+    import auditkit.audit as audit_module
+    from auditkit.generators.wrappers import ModuleGenerator
+
+    torch.manual_seed(0)
+    vae = ConditionalVAE(VAEConfig(latent_dim=4, width=8, embed_dim=4), (3, 32, 32), 3).eval()
+    gen = ModuleGenerator(
+        vae,
+        latent_shape=(4,),
+        image_shape=(3, 32, 32),
+        output_range=(-1.0, 1.0),
+        class_names=("circle", "square", "triangle"),
+        condition="shape",
+    )
+    found, note = audit_module._complete_latent_ig(gen, trained_judge, "shape", n=8, seed=0)
+    assert found.method == "ig" and note == {}
+    assert found.relative_delta <= 0.05 or found.n_steps == 128
