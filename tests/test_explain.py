@@ -54,10 +54,15 @@ def test_integrated_gradients_equals_captum(head, x, trained_judge) -> None:
     assert ours.method == "integrated_gradients" and torch.equal(ours.target, t)
     torch.testing.assert_close(ours.maps, ref.sum(dim=1, keepdim=True), rtol=0, atol=ATOL)
     torch.testing.assert_close(ours.delta, delta.float(), rtol=0, atol=ATOL)
-    # completeness, the property that makes IG's delta meaningful: attributions sum to f(x) - f(baseline)
+    # Completeness, the property that makes IG's delta meaningful: attributions sum to f(x) - f(baseline)
+    # up to the path integral's discretisation error. At 16 steps that error sat near 5 % of the gap on
+    # some machines (0.86 of 16.4 once in CI), so the property is checked where the integral is fine.
+    fine = explain(trained_judge, x, None, "ig", attribute="shape", n_steps=128, internal_batch_size=256)
     with torch.no_grad():
         gap = head(x).gather(1, t[:, None])[:, 0] - head(torch.zeros_like(x)).gather(1, t[:, None])[:, 0]
-    assert (ours.maps.sum(dim=(1, 2, 3)) - gap).abs().max() < 0.05 * gap.abs().max()
+    error = (fine.maps.sum(dim=(1, 2, 3)) - gap).abs()
+    assert error.max() < 0.02 * gap.abs().max(), (error, gap)
+    torch.testing.assert_close(fine.delta.abs(), error, rtol=1e-3, atol=1e-4)  # delta is that error
 
 
 @pytest.mark.parametrize("baseline", ["blurred", "noise", 0.5])

@@ -138,6 +138,36 @@ def test_old_checkpoints_are_pruned(tmp_path):
     assert sorted(p.name for p in (result.run_dir / "checkpoints").iterdir()) == ["step-0000009.safetensors"]
 
 
+def test_an_off_schedule_checkpoint_gives_way_to_the_next_one(tmp_path):
+    # A run that stops at step 7 (as Ctrl-C would) checkpoints there, off the every-3 schedule; resumed
+    # to 9 it must end with the checkpoints of a run that never stopped: 6 and 9, not 7 and 9.
+    store = RunStore(tmp_path)
+
+    def kept(run_id: str) -> list[str]:
+        return sorted(a.relpath for a in store.artifacts(run_id) if a.relpath.startswith("checkpoints/"))
+
+    whole = train(tiny(steps=9, keep_checkpoints=2), store=store, progress=False)
+    first = train(tiny(steps=7, keep_checkpoints=2), store=store, progress=False)
+    assert kept(first.run_id) == [
+        "checkpoints/step-0000006.safetensors",
+        "checkpoints/step-0000007.safetensors",
+    ]
+    train(store=store, resume=first.run_id, steps=9, progress=False)
+    assert (
+        kept(first.run_id)
+        == kept(whole.run_id)
+        == [
+            "checkpoints/step-0000006.safetensors",
+            "checkpoints/step-0000009.safetensors",
+        ]
+    )
+    assert sorted(p.name for p in (first.run_dir / "checkpoints").iterdir()) == [
+        "step-0000006.safetensors",
+        "step-0000009.safetensors",
+    ]
+    assert store.check() == []
+
+
 # -- exact resume ---------------------------------------------------------------------------------
 
 

@@ -443,7 +443,16 @@ class Trainer:
                 extra={"run_id": self.run_id, "family": self.config.family},
             )
         self._flush_metrics()
-        for _, old in self._checkpoints()[: -self.config.keep_checkpoints]:
+        # An interruption checkpoints off the schedule (Ctrl-C at step 36 of checkpoint_every 5); once a
+        # newer checkpoint exists it only stands in for a scheduled one, so it goes first: a resumed run
+        # then ends with the checkpoints the uninterrupted run has.
+        found = self._checkpoints()
+        every = self.config.checkpoint_every
+        off = [rel for step, rel in found[:-1] if step % every != 0]
+        for rel in off:
+            self.store.remove_artifact(self.run_id, rel)
+        scheduled = [(step, rel) for step, rel in found if rel not in off]
+        for _, old in scheduled[: -self.config.keep_checkpoints]:
             self.store.remove_artifact(self.run_id, old)
 
     # -- outputs --------------------------------------------------------------------------------------
