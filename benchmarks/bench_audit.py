@@ -12,6 +12,8 @@ against the training data's own skew.
 from __future__ import annotations
 
 import argparse
+import inspect
+import json
 import time
 
 import torch
@@ -31,12 +33,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--resume", default=None, help="an interrupted audit's id")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument(
+        "--machine-note", default="a 2-core CPU shared with other work", help="how busy the machine was"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     store = RunStore(args.home)
     judge_ref = args.judge or store.list_runs(kind="judge", status="completed")[0].id
     judge = load_judge(judge_ref, store)
     data = training_data(args.run, store)
+    config = json.loads((store.get_run(args.run).path / "config.json").read_text())["train"]
+    trained = {"name": config.get("name") or args.run, "steps": config["steps"]}
     start = time.perf_counter()
     result = audit(
         args.run,
@@ -61,10 +68,11 @@ def main() -> None:
     lines = [
         "## End-to-end audit of a trained generator (issue 6)",
         "",
-        f"Machine: {machine()}, a 2-core CPU shared with other work. Date: {time.strftime('%Y-%m-%d')}.",
+        f"Machine: {machine()}, {args.machine_note}. Date: {time.strftime('%Y-%m-%d')}.",
         "",
-        "`bench_audit.py`: `configs/dcgan-shapes-skewed.yaml` (class-conditional DCGAN, 1500 steps, "
-        f"trained on 20 000 Shapes with 60 % red) audited with n = {args.n}, seed 0, "
+        f"`bench_audit.py`: run `{trained['name']}` (`configs/dcgan-shapes-skewed.yaml`, class-conditional "
+        f"DCGAN, {trained['steps']} steps, trained on {len(data)} Shapes with 60 % red) audited with "
+        f"n = {args.n}, seed 0, {args.threads} thread(s), "
         "reference = parity (uniform), "
         f"intersection shape×colour, default policy; judge held-out accuracy "
         f"{', '.join(f'{k} {v:.3f}' for k, v in d['judge']['accuracy'].items())}.",
@@ -111,6 +119,18 @@ def main() -> None:
         "Stage wall times (s): "
         + ", ".join(f"{k} {v:.1f}" for k, v in timings.items())
         + f"; total {wall:.1f}.",
+    ]
+    if "fid" in d.get("quality", {}):
+        q = d["quality"]
+        boot = inspect.signature(audit).parameters["quality_bootstrap"].default
+        stages = {k: v for k, v in timings.items() if k != "total"}
+        share = timings.get("quality", 0.0) / max(timings.get("total", sum(stages.values())), 1e-9)
+        lines.append(
+            f"The quality stage ({share:.0%} of the stage time) compares {q['n_fake']} generated with "
+            f"{q['n_real']} reference images on judge features, with {boot} bootstrap resamples of FID, KID "
+            f"and PRDC and the same metrics per group ({', '.join(q.get('groups', {})) or 'none'})."
+        )
+    lines += [
         "",
         "Findings at warn or worse (first 8):",
         "",
