@@ -55,12 +55,23 @@ def test_rows_that_leave_their_lists_are_recomputed_exactly(dtype):
 def test_small_sets_keep_every_neighbour_and_high_dimensions_stay_exact():
     tiny = _data(np.float32, n=12, m=9, dim=5, seed=4)
     resampler = _check_equal(*tiny, 2, 30, seed=5)
-    assert (resampler.real_lists.trusted == 11).all()
+    # Identical rows are merged into one point (three real rows are one here): every other one is kept.
+    assert (resampler.real_lists.trusted == len(np.unique(tiny[0], axis=0)) - 1).all()
     rng = np.random.default_rng(6)  # 512-d float32: the float32 pass's error bound matters here
     base = rng.standard_normal((40, 512)).astype(np.float32)
     real = base[rng.integers(0, 40, 300)] + 0.3 * rng.standard_normal((300, 512)).astype(np.float32)
     fake = base[rng.integers(0, 40, 200)] + 0.35 * rng.standard_normal((200, 512)).astype(np.float32)
     _check_equal(real, fake, 5, 8, seed=7, chunk_size=64)
+
+
+def test_runs_of_identical_rows_longer_than_the_lists_stay_on_the_fast_path():
+    # Rendered data repeats images: here 60 copies of one real row and 40 of one fake row, more than the
+    # 24 neighbours kept for k = 3, would leave those rows without a trusted neighbour if not merged.
+    real, fake = _data(np.float32, n=200, m=150, seed=8)
+    real[100:160] = real[0]
+    fake[50:90] = fake[1]
+    resampler = _check_equal(real, fake, 3, 25, seed=9, chunk_size=32)
+    assert resampler.recomputed_rows == 0
 
 
 def test_prdc_ci_equals_the_generic_bootstrap_of_recomputed_prdc():
