@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -311,6 +312,23 @@ def _ddp_env(rank: int, world: int, port: int) -> dict[str, str]:
     }
 
 
+def _assert_ranks_finished(codes: list[int], outs: list[str]) -> None:
+    """Every rank exited 0, or aborted in gloo's teardown at interpreter exit after its work was done.
+
+    That abort ("terminate called without an active exception", SIGABRT, about 1 run in 20 on 2 busy
+    cores) happens after the last collective; the caller still checks every result the ranks wrote.
+    """
+    teardown = [
+        code == -signal.SIGABRT and "terminate called without an active exception" in out
+        for code, out in zip(codes, outs, strict=True)
+    ]
+    assert all(code == 0 or t for code, t in zip(codes, teardown, strict=True)), "".join(
+        out[-2000:] for out in outs
+    )
+    if any(teardown):
+        warnings.warn("a gloo rank aborted at interpreter exit after finishing its work", stacklevel=2)
+
+
 # The GAN with every batch-coupled part of the shipped config: BatchNorm in G (class-conditional) and D,
 # minibatch-std groups, the mode-seeking term (a nonlinear function of a batch mean), the AC-GAN head.
 GAN_DDP = {
@@ -353,10 +371,13 @@ def test_ddp_gradients_with_two_gloo_processes_equal_one_process(tmp_path, famil
         subprocess.Popen(
             [sys.executable, str(script), config, str(tmp_path / f"rank{r}.safetensors")],
             env=_ddp_env(r, 2, port),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         for r in range(2)
     ]
-    assert [p.wait(timeout=180) for p in procs] == [0, 0]
+    outs = [p.communicate(timeout=180)[0].decode() for p in procs]
+    _assert_ranks_finished([p.returncode for p in procs], outs)
     one = load_file(str(single))
     for rank in range(2):
         averaged = load_file(str(tmp_path / f"rank{rank}.safetensors"))
@@ -386,7 +407,7 @@ def test_ddp_training_with_two_gloo_processes_matches_one_process(tmp_path, fami
         for r in range(2)
     ]
     outs = [p.communicate(timeout=240)[0].decode() for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outs[0][-2000:] + outs[1][-2000:]
+    _assert_ranks_finished([p.returncode for p in procs], outs)
     runs = RunStore(home2).list_runs()
     assert len(runs) == 1 and runs[0].status == "completed"
     single = train(config, store=RunStore(tmp_path / "one"), progress=False)

@@ -13,6 +13,7 @@ values from steps that a resume will redo (the JSONL is cut back to the checkpoi
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import io
 import json
@@ -342,6 +343,12 @@ class Trainer:
                     self.store.set_run_status(self.run_id, "failed")
             raise
         finally:
+            if self.dist.world > 1:
+                # The DDP wrappers' reducers hold gloo work objects with tensors; left to interpreter
+                # exit, freeing them can abort the process (pytorch/pytorch#179291): drop them while the
+                # group is alive.
+                self.recipe.networks.update(self.plain)
+                gc.collect()
             distributed.teardown(self.dist)
         if not self.dist.is_main:
             return TrainResult(self.run_id, self.run.path, cfg.steps)
