@@ -120,6 +120,8 @@ def test_demo_latent_attribution_meets_completeness_or_records_the_miss(demo_hom
     record = json.loads((result.reports["html"].parent / "audit.json").read_text())
     for attr, entry in record["explain"]["latent"]["attributes"].items():
         assert entry["method"] == "ig", attr  # the DCGAN is differentiable
-        # Steps double from 32 until IG's completeness gap is at most 5 %; 128 is the last try.
+        # Steps double from 32 until IG's completeness gap is at most 5 % (or below 0.01 nats, where a
+        # near-zero score change makes the ratio noise: a 4-step GAN barely moves 'size'); 128 is the last.
         assert entry["n_steps"] in (32, 64, 128), attr
-        assert entry["relative_delta"] <= 0.05 or entry["n_steps"] == 128, (attr, entry["relative_delta"])
+        complete = entry["relative_delta"] <= 0.05 or entry["mean_abs_delta"] <= 0.01
+        assert complete or entry["n_steps"] == 128, (attr, entry)

@@ -154,4 +154,6 @@ def test_a_smooth_generator_keeps_integrated_gradients(trained_judge):
     )
     found, note = audit_module._complete_latent_ig(gen, trained_judge, "shape", n=8, seed=0)
     assert found.method == "ig" and note == {}
-    assert found.relative_delta <= 0.05 or found.n_steps == 128
+    # Steps stop growing once completeness holds (5 %, or a miss below 0.01 nats), 128 at most.
+    mean_miss = float(found.deltas.abs().mean())
+    assert found.relative_delta <= 0.05 or mean_miss <= 0.01 or found.n_steps == 128

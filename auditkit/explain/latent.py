@@ -184,6 +184,14 @@ class LatentAttribution:
         gap = float((self.scores - self.baseline_scores).abs().mean())
         return float(self.deltas.abs().mean()) / max(gap, 1e-12)
 
+    def misses_completeness(self, tolerance: float = _DELTA_WARN) -> bool:
+        """Whether integrated gradients miss completeness: mean ``|delta|`` above both ``tolerance`` of
+        the mean ``|f(x) - f(x₀)|`` and 0.01 nats (a near-zero gap makes the ratio noise). False for
+        occlusion."""
+        if self.method != "ig":
+            return False
+        return float(self.deltas.abs().mean()) > _DELTA_FLOOR and self.relative_delta > tolerance
+
     def ranking(self, k: int | None = None) -> list[dict[str, Any]]:
         """Inputs (``"condition"`` and ``"z[i]"``) by mean ``|attribution|``, largest first.
 
@@ -498,8 +506,7 @@ def latent_attribution(
         baseline_scores=baseline_scores,
         deltas=deltas,
     )
-    mean_delta = float(deltas.abs().mean()) if method == "ig" else 0.0
-    if mean_delta > _DELTA_FLOOR and result.relative_delta > _DELTA_WARN:
+    if result.misses_completeness():
         warnings.warn(
             f"integrated gradients of {attribute!r} on {generator.name!r} miss completeness by "
             f"{100 * result.relative_delta:.1f} % of f(x) - f(x0) on average; raise n_steps (now {n_steps}).",

@@ -106,8 +106,10 @@ class CrossProcessBatchNorm(nn.BatchNorm2d):
             return super().forward(x)
         self._check_input_dim(x)
         dims = (0, 2, 3)
-        count = global_sum(x.new_tensor(float(x.numel() // x.shape[1])))
-        mean = global_sum(x.sum(dims)) / count
+        # Channel sums and the element count in one all-reduce, then the centred squares in a second.
+        local = torch.cat([x.sum(dims), x.new_tensor([float(x.numel() // x.shape[1])])])
+        total = global_sum(local)
+        mean, count = total[:-1] / total[-1], total[-1]
         centred = x - mean[None, :, None, None]
         var = global_sum(centred.square().sum(dims)) / count
         if self.track_running_stats and self.running_mean is not None:

@@ -119,8 +119,8 @@ class Recipe:
     def finish(
         self, generator: nn.Module, images: torch.Tensor, labels: torch.Tensor | None, seed: int
     ) -> dict[str, Any]:
-        """Work on the final (EMA) generator after the last step, on ``[-1, 1]`` training images; returns
-        what to record in the run summary. Nothing by default."""
+        """Work on the final (EMA) generator after the last step, given the training images as the trainer
+        holds them (``[0, 1]``); returns what to record in the run summary. Nothing by default."""
         return {}
 
 
@@ -250,7 +250,8 @@ class VAERecipe(Recipe):
     def finish(self, generator, images, labels, seed):
         if self.model_config.prior != "mixture":
             return {}
-        fit = generator.fit_prior(images, labels, seed=seed)
+        # The [-1, 1] copy only here: the other families' finish must not pay for one.
+        fit = generator.fit_prior(images.mul(2).sub(1), labels, seed=seed)
         return {"prior": "mixture", "prior_loglik_per_class": fit}
 
 

@@ -496,9 +496,8 @@ class Trainer:
         if not checkpoints or checkpoints[-1][0] != self.step:
             self._checkpoint()
         # After the checkpoint: a resumed finish starts from the same weights and redoes this exactly.
-        finished = self.recipe.finish(
-            self.ema.module, self.images.mul(2).sub(1), self.labels, derive_seed(cfg.seed, "finish")
-        )
+        seed = derive_seed(cfg.seed, "finish")
+        finished = self.recipe.finish(self.ema.module, self.images, self.labels, seed)
         self._sample_grid("samples/final.png")
         spec = generator_spec(
             cfg.family, self.recipe.model_config, self.data.image_shape, self.class_names, cfg.data.condition
